@@ -1,0 +1,135 @@
+"""Pure-PyTorch selective scan (the S6 recurrence of Mamba), the ground truth for every faster kernel.
+
+Semantics are those of mamba_ssm's ``selective_scan_ref`` so that weights and habits carry over:
+
+    delta' = softplus(delta + delta_bias)            (bias and softplus optional)
+    h_t    = exp(delta'_t * A) * h_{t-1} + delta'_t * B_t * u_t      (zero-order hold on A, Euler on B)
+    y_t    = <C_t, h_t> + D * u_t
+    out_t  = y_t * silu(z_t)                           (gate optional)
+
+Two implementations with one signature:
+
+* ``selective_scan_ref``: a literal loop over time; slow, obviously right, used by the tests.
+* ``selective_scan_chunked``: no Python loop over the sequence; a log-depth (Hillis-Steele) scan inside chunks of
+  ``chunk_size`` steps, the state carried from chunk to chunk. Memory is O(batch*dim*chunk*N), so it is the fast
+  CPU path for long sequences and the default on CPU.
+
+Both accumulate in fp32 and return the output in ``u``'s dtype.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .checks import check_scan_inputs
+
+
+def _discretized_delta(delta: torch.Tensor, delta_bias, delta_softplus: bool) -> torch.Tensor:
+    delta = delta.float()
+    if delta_bias is not None:
+        delta = delta + delta_bias.float()[:, None]
+    return F.softplus(delta) if delta_softplus else delta
+
+
+def _per_channel(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """B or C as (batch, dim, N, L) when input-dependent (groups repeated over their channels), else (dim, N)."""
+    t = t.float()
+    if t.dim() == 3:
+        return t.unsqueeze(1).expand(-1, dim, -1, -1)
+    if t.dim() == 4:
+        return t.repeat_interleave(dim // t.shape[1], dim=1)
+    return t
+
+
+def _finish(y, u, D, z, dtype, last_state, return_last_state):
+    out = y if D is None else y + u * D.float()[:, None]
+    if z is not None:
+        out = out * F.silu(z.float())
+    out = out.to(dtype)
+    return (out, last_state) if return_last_state else out
+
+
+def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                       return_last_state=False):
+    """Selective scan by an explicit loop over time.
+
+    Args:
+        u: (batch, dim, L) input.
+        delta: (batch, dim, L) step sizes (before ``delta_bias``/softplus).
+        A: (dim, N) real state matrix (diagonal, one row per channel), fp32.
+        B: (dim, N) fixed, (batch, N, L) input-dependent or (batch, G, N, L) grouped input matrix.
+        C: same forms as B, output matrix.
+        D: (dim,) skip connection, optional.
+        z: (batch, dim, L) gate, optional; the output is multiplied by silu(z).
+        delta_bias: (dim,) added to delta before the softplus, optional.
+        delta_softplus: apply softplus to delta.
+        return_last_state: also return the final state (batch, dim, N) in fp32.
+
+    Returns:
+        out (batch, dim, L) in u's dtype, and the last state if asked.
+    """
+    batch, dim, seqlen, dstate = check_scan_inputs(u, delta, A, B, C, D, z, delta_bias)
+    dtype = u.dtype
+    u_f = u.float()
+    delta = _discretized_delta(delta, delta_bias, delta_softplus)
+    A = A.float()
+    B = _per_channel(B, dim)
+    C = _per_channel(C, dim)
+    h = u_f.new_zeros(batch, dim, dstate)
+    ys = []
+    for t in range(seqlen):
+        d_t = delta[:, :, t, None]
+        b_t = B if B.dim() == 2 else B[..., t]
+        c_t = C if C.dim() == 2 else C[..., t]
+        h = torch.exp(d_t * A) * h + d_t * b_t * u_f[:, :, t, None]
+        ys.append((h * c_t).sum(-1))
+    y = torch.stack(ys, dim=2) if ys else u_f.new_zeros(batch, dim, 0)
+    return _finish(y, u_f, D, z, dtype, h, return_last_state)
+
+
+def _inclusive_linear_scan(a: torch.Tensor, b: torch.Tensor, axis: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hillis-Steele scan of h_t = a_t * h_{t-1} + b_t (h_{-1}=0) along ``axis``; returns (prod a, h)."""
+    length = a.shape[axis]
+    step = 1
+    while step < length:
+        a_prev = a.narrow(axis, 0, length - step)
+        b_prev = b.narrow(axis, 0, length - step)
+        a_cur = a.narrow(axis, step, length - step)
+        b_cur = b.narrow(axis, step, length - step)
+        b = torch.cat([b.narrow(axis, 0, step), a_cur * b_prev + b_cur], dim=axis)
+        a = torch.cat([a.narrow(axis, 0, step), a_cur * a_prev], dim=axis)
+        step *= 2
+    return a, b
+
+
+def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                           return_last_state=False, chunk_size: int = 128):
+    """Selective scan without a Python loop over time: log-depth scans inside chunks, state carried across chunks.
+
+    Same arguments, shapes and result as :func:`selective_scan_ref`; ``chunk_size`` bounds the memory
+    (batch*dim*chunk_size*N floats per intermediate) and sets the number of Python iterations (L / chunk_size).
+    """
+    batch, dim, seqlen, dstate = check_scan_inputs(u, delta, A, B, C, D, z, delta_bias)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+    dtype = u.dtype
+    u_f = u.float()
+    delta = _discretized_delta(delta, delta_bias, delta_softplus)
+    A = A.float()
+    B = _per_channel(B, dim)
+    C = _per_channel(C, dim)
+    h = u_f.new_zeros(batch, dim, dstate)
+    ys = []
+    for start in range(0, seqlen, chunk_size):
+        stop = min(start + chunk_size, seqlen)
+        d_c = delta[:, :, start:stop, None]                                   # (b, d, T, 1)
+        b_c = B[:, None, :] if B.dim() == 2 else B[..., start:stop].transpose(-1, -2)
+        c_c = C[:, None, :] if C.dim() == 2 else C[..., start:stop].transpose(-1, -2)
+        decay, h_local = _inclusive_linear_scan(torch.exp(d_c * A[:, None, :]),
+                                                d_c * b_c * u_f[:, :, start:stop, None], axis=2)
+        h_chunk = h_local + decay * h[:, :, None, :]                           # (b, d, T, N)
+        ys.append((h_chunk * c_c).sum(-1))
+        h = h_chunk[:, :, -1]
+    y = torch.cat(ys, dim=2) if ys else u_f.new_zeros(batch, dim, 0)
+    return _finish(y, u_f, D, z, dtype, h, return_last_state)
