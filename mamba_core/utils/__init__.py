@@ -1,0 +1,5 @@
+"""Helpers around the models that belong to no layer in particular."""
+
+from .optim import parameter_groups
+
+__all__ = ["parameter_groups"]
