@@ -25,16 +25,21 @@ import torch.nn.functional as F
 from .checks import check_scan_inputs
 
 
-def _discretized_delta(delta: torch.Tensor, delta_bias, delta_softplus: bool) -> torch.Tensor:
-    delta = delta.float()
+def _accumulation_dtype(u: torch.Tensor) -> torch.dtype:
+    """fp32, or fp64 when the inputs are fp64 (so gradcheck can run in double precision)."""
+    return torch.promote_types(u.dtype, torch.float32)
+
+
+def _discretized_delta(delta: torch.Tensor, delta_bias, delta_softplus: bool, acc: torch.dtype) -> torch.Tensor:
+    delta = delta.to(acc)
     if delta_bias is not None:
-        delta = delta + delta_bias.float()[:, None]
+        delta = delta + delta_bias.to(acc)[:, None]
     return F.softplus(delta) if delta_softplus else delta
 
 
-def _per_channel(t: torch.Tensor, dim: int) -> torch.Tensor:
+def _per_channel(t: torch.Tensor, dim: int, acc: torch.dtype) -> torch.Tensor:
     """B or C as (batch, dim, N, L) when input-dependent (groups repeated over their channels), else (dim, N)."""
-    t = t.float()
+    t = t.to(acc)
     if t.dim() == 3:
         return t.unsqueeze(1).expand(-1, dim, -1, -1)
     if t.dim() == 4:
@@ -43,9 +48,9 @@ def _per_channel(t: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def _finish(y, u, D, z, dtype, last_state, return_last_state):
-    out = y if D is None else y + u * D.float()[:, None]
+    out = y if D is None else y + u * D.to(y.dtype)[:, None]
     if z is not None:
-        out = out * F.silu(z.float())
+        out = out * F.silu(z.to(y.dtype))
     out = out.to(dtype)
     return (out, last_state) if return_last_state else out
 
@@ -64,18 +69,18 @@ def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
         z: (batch, dim, L) gate, optional; the output is multiplied by silu(z).
         delta_bias: (dim,) added to delta before the softplus, optional.
         delta_softplus: apply softplus to delta.
-        return_last_state: also return the final state (batch, dim, N) in fp32.
+        return_last_state: also return the final state (batch, dim, N) in fp32 (fp64 for fp64 inputs).
 
     Returns:
         out (batch, dim, L) in u's dtype, and the last state if asked.
     """
     batch, dim, seqlen, dstate = check_scan_inputs(u, delta, A, B, C, D, z, delta_bias)
-    dtype = u.dtype
-    u_f = u.float()
-    delta = _discretized_delta(delta, delta_bias, delta_softplus)
-    A = A.float()
-    B = _per_channel(B, dim)
-    C = _per_channel(C, dim)
+    dtype, acc = u.dtype, _accumulation_dtype(u)
+    u_f = u.to(acc)
+    delta = _discretized_delta(delta, delta_bias, delta_softplus, acc)
+    A = A.to(acc)
+    B = _per_channel(B, dim, acc)
+    C = _per_channel(C, dim, acc)
     h = u_f.new_zeros(batch, dim, dstate)
     ys = []
     for t in range(seqlen):
@@ -113,12 +118,12 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
     batch, dim, seqlen, dstate = check_scan_inputs(u, delta, A, B, C, D, z, delta_bias)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-    dtype = u.dtype
-    u_f = u.float()
-    delta = _discretized_delta(delta, delta_bias, delta_softplus)
-    A = A.float()
-    B = _per_channel(B, dim)
-    C = _per_channel(C, dim)
+    dtype, acc = u.dtype, _accumulation_dtype(u)
+    u_f = u.to(acc)
+    delta = _discretized_delta(delta, delta_bias, delta_softplus, acc)
+    A = A.to(acc)
+    B = _per_channel(B, dim, acc)
+    C = _per_channel(C, dim, acc)
     h = u_f.new_zeros(batch, dim, dstate)
     ys = []
     for start in range(0, seqlen, chunk_size):

@@ -1,0 +1,466 @@
+"""Fused selective scan in Triton: forward and backward in one kernel each, O(batch*dim*L) memory.
+
+Semantics are mamba_ssm's ``selective_scan_fn`` (see ``selective_scan_ref``). Each program owns one batch element
+and ``BLOCK_D`` channels and walks the sequence in chunks of ``CHUNK`` steps:
+
+* forward: u, delta, B, C, z are read once; bias, softplus, ``exp2(delta * A*log2(e))`` and the recurrence
+  ``h_t = a_t h_{t-1} + b_t`` happen on chip (``tl.associative_scan`` inside a chunk, the fp32 state carried from chunk
+  to chunk in registers). Only y and the state at the end of every chunk, (batch, dim, L/CHUNK, N) fp32, reach HBM;
+  the (batch, dim, L, N) state tensor never exists.
+* backward: chunks are walked in reverse. The states of a chunk are recomputed from the saved boundary state, the
+  adjoint ``g_t = C_t dy_t + a_{t+1} g_{t+1}`` comes from a reverse ``tl.associative_scan`` with the adjoint carried
+  across chunks. Per-channel reductions (dA, dD, d delta_bias, fixed dB/dC) are per-program partials summed over the
+  batch in torch; input-dependent dB/dC are summed over the program's channels and added with fp32 atomics.
+
+The reverse scan needs ``a_{t+1}`` next to ``g_t``; rather than shuffling registers, the backward reads delta shifted
+by one step (a cached load) and evaluates the second exponential.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+from .checks import check_scan_inputs
+
+LOG2E = math.log2(math.e)
+KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+MAX_DSTATE = 256
+
+
+@triton.jit
+def _linear_combine(a1, b1, a2, b2):
+    # Composition of h -> a1*h + b1 followed by h -> a2*h + b2; with reverse=True Triton passes (later, earlier),
+    # which yields g_t = a_t g_{t+1} + b_t.
+    return a1 * a2, a2 * b1 + b2
+
+
+@triton.jit
+def _softplus(x):
+    return tl.where(x <= 20.0, tl.log(1.0 + tl.exp(tl.minimum(x, 20.0))), x)
+
+
+@triton.jit
+def _load_delta(delta_ptr, offs, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    """delta after bias and softplus, zero where masked (a zero step leaves the state unchanged)."""
+    dt = tl.load(delta_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        dt = dt + bias[:, None]
+    if SOFTPLUS:
+        dt = _softplus(dt)
+    return tl.where(mask, dt, 0.0)
+
+
+@triton.jit
+def _scan_fwd_kernel(
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, states_ptr,
+    dim, L, n_chunks, group_size, dstate,
+    s_ub, s_ud, s_ul, s_db, s_dd, s_dl, s_zb, s_zd, s_zl, s_ob, s_od, s_ol,
+    s_Bb, s_Bg, s_Bn, s_Bl, s_Cb, s_Cg, s_Cn, s_Cl, s_Ad, s_An,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    B_VAR: tl.constexpr, C_VAR: tl.constexpr,
+    BLOCK_D: tl.constexpr, NP: tl.constexpr, CHUNK: tl.constexpr,
+):
+    pid_b = tl.program_id(0)
+    pid_d = tl.program_id(1)
+    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    n = tl.arange(0, NP)
+    t_loc = tl.arange(0, CHUNK)
+    dmask = d < dim
+    nmask = n < dstate
+    dn_mask = dmask[:, None] & nmask[None, :]
+    grp = (pid_d * BLOCK_D) // group_size
+
+    A2 = tl.load(A_ptr + d[:, None] * s_Ad + n[None, :] * s_An, mask=dn_mask, other=0.0).to(tl.float32) * 1.4426950408889634
+    bias = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + d, mask=dmask, other=0.0).to(tl.float32)
+    Dv = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if HAS_D:
+        Dv = tl.load(D_ptr + d, mask=dmask, other=0.0).to(tl.float32)
+    if not B_VAR:
+        Bfix = tl.load(B_ptr + d[:, None] * s_Bb + n[None, :] * s_Bn, mask=dn_mask, other=0.0).to(tl.float32)
+    if not C_VAR:
+        Cfix = tl.load(C_ptr + d[:, None] * s_Cb + n[None, :] * s_Cn, mask=dn_mask, other=0.0).to(tl.float32)
+
+    h = tl.zeros([BLOCK_D, NP], dtype=tl.float32)
+    c = 0
+    while c < n_chunks:  # a while loop: the interpreter (numpy 2.4) cannot range() over a runtime bound
+        t = c * CHUNK + t_loc
+        tmask = t < L
+        m2 = dmask[:, None] & tmask[None, :]
+        u = tl.load(u_ptr + pid_b * s_ub + d[:, None] * s_ud + t[None, :] * s_ul, mask=m2, other=0.0).to(tl.float32)
+        dt = _load_delta(delta_ptr + pid_b * s_db, d[:, None] * s_dd + t[None, :] * s_dl, m2, bias, HAS_BIAS, SOFTPLUS)
+        a = tl.exp2(dt[:, None, :] * A2[:, :, None])
+        dtu = dt * u
+        if B_VAR:
+            Bt = tl.load(B_ptr + pid_b * s_Bb + grp * s_Bg + n[:, None] * s_Bn + t[None, :] * s_Bl,
+                         mask=nmask[:, None] & tmask[None, :], other=0.0).to(tl.float32)
+            b = dtu[:, None, :] * Bt[None, :, :]
+        else:
+            b = dtu[:, None, :] * Bfix[:, :, None]
+        acum, bcum = tl.associative_scan((a, b), 2, _linear_combine)
+        hs = acum * h[:, :, None] + bcum
+        if C_VAR:
+            Ct = tl.load(C_ptr + pid_b * s_Cb + grp * s_Cg + n[:, None] * s_Cn + t[None, :] * s_Cl,
+                         mask=nmask[:, None] & tmask[None, :], other=0.0).to(tl.float32)
+            y = tl.sum(hs * Ct[None, :, :], axis=1)
+        else:
+            y = tl.sum(hs * Cfix[:, :, None], axis=1)
+        h = tl.sum(tl.where((t_loc == CHUNK - 1)[None, None, :], hs, 0.0), axis=2)
+        st_offs = ((pid_b * dim + d[:, None]) * n_chunks + c) * NP + n[None, :]
+        tl.store(states_ptr + st_offs, h, mask=dn_mask)
+        if HAS_D:
+            y += Dv[:, None] * u
+        if HAS_Z:
+            zz = tl.load(z_ptr + pid_b * s_zb + d[:, None] * s_zd + t[None, :] * s_zl, mask=m2, other=0.0)
+            zz = zz.to(tl.float32)
+            y = y * zz * tl.sigmoid(zz)
+        tl.store(out_ptr + pid_b * s_ob + d[:, None] * s_od + t[None, :] * s_ol, y, mask=m2)
+        c += 1
+
+
+@triton.jit
+def _scan_bwd_kernel(
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, states_ptr, dout_ptr,
+    du_ptr, ddelta_ptr, dz_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr,
+    dim, L, n_chunks, group_size, dstate, n_groups,
+    s_ub, s_ud, s_ul, s_db, s_dd, s_dl, s_zb, s_zd, s_zl, s_ob, s_od, s_ol,
+    s_Bb, s_Bg, s_Bn, s_Bl, s_Cb, s_Cg, s_Cn, s_Cl, s_Ad, s_An,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    B_VAR: tl.constexpr, C_VAR: tl.constexpr,
+    BLOCK_D: tl.constexpr, NP: tl.constexpr, CHUNK: tl.constexpr,
+):
+    # du, ddelta, dz, dout are contiguous (batch, dim, L); dA/dD/dbias and fixed dB/dC are per-batch partials
+    # (batch, dim, NP)/(batch, dim); variable dB/dC are fp32 (batch, G, NP, L) accumulated with atomics.
+    pid_b = tl.program_id(0)
+    pid_d = tl.program_id(1)
+    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    n = tl.arange(0, NP)
+    t_loc = tl.arange(0, CHUNK)
+    dmask = d < dim
+    nmask = n < dstate
+    dn_mask = dmask[:, None] & nmask[None, :]
+    grp = (pid_d * BLOCK_D) // group_size
+
+    A = tl.load(A_ptr + d[:, None] * s_Ad + n[None, :] * s_An, mask=dn_mask, other=0.0).to(tl.float32)
+    A2 = A * 1.4426950408889634
+    bias = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + d, mask=dmask, other=0.0).to(tl.float32)
+    Dv = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if HAS_D:
+        Dv = tl.load(D_ptr + d, mask=dmask, other=0.0).to(tl.float32)
+    if not B_VAR:
+        Bfix = tl.load(B_ptr + d[:, None] * s_Bb + n[None, :] * s_Bn, mask=dn_mask, other=0.0).to(tl.float32)
+        dB_acc = tl.zeros([BLOCK_D, NP], dtype=tl.float32)
+    if not C_VAR:
+        Cfix = tl.load(C_ptr + d[:, None] * s_Cb + n[None, :] * s_Cn, mask=dn_mask, other=0.0).to(tl.float32)
+        dC_acc = tl.zeros([BLOCK_D, NP], dtype=tl.float32)
+    dA_acc = tl.zeros([BLOCK_D, NP], dtype=tl.float32)
+    dD_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    dbias_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    g_carry = tl.zeros([BLOCK_D, NP], dtype=tl.float32)  # a_T * g_T from the chunk after this one
+    bdl = pid_b * dim * L + d[:, None] * L  # offsets into contiguous (batch, dim, L) tensors
+
+    c = n_chunks - 1
+    while c >= 0:
+        t = c * CHUNK + t_loc
+        tmask = t < L
+        m2 = dmask[:, None] & tmask[None, :]
+        u = tl.load(u_ptr + pid_b * s_ub + d[:, None] * s_ud + t[None, :] * s_ul, mask=m2, other=0.0).to(tl.float32)
+        d_offs = d[:, None] * s_dd + t[None, :] * s_dl
+        dt_raw = tl.load(delta_ptr + pid_b * s_db + d_offs, mask=m2, other=0.0).to(tl.float32)
+        dt_pre = dt_raw
+        if HAS_BIAS:
+            dt_pre = dt_raw + bias[:, None]
+        dt = dt_pre
+        if SOFTPLUS:
+            dt = _softplus(dt_pre)
+        dt = tl.where(m2, dt, 0.0)
+        next_mask = dmask[:, None] & ((t_loc < CHUNK - 1) & (t + 1 < L))[None, :]
+        dt_next = _load_delta(delta_ptr + pid_b * s_db, d_offs + s_dl, next_mask, bias, HAS_BIAS, SOFTPLUS)
+        dout = tl.load(dout_ptr + bdl + t[None, :], mask=m2, other=0.0).to(tl.float32)
+
+        a = tl.exp2(dt[:, None, :] * A2[:, :, None])
+        dtu = dt * u
+        if B_VAR:
+            Bt = tl.load(B_ptr + pid_b * s_Bb + grp * s_Bg + n[:, None] * s_Bn + t[None, :] * s_Bl,
+                         mask=nmask[:, None] & tmask[None, :], other=0.0).to(tl.float32)[None, :, :]
+        else:
+            Bt = Bfix[:, :, None]
+        if C_VAR:
+            Ct = tl.load(C_ptr + pid_b * s_Cb + grp * s_Cg + n[:, None] * s_Cn + t[None, :] * s_Cl,
+                         mask=nmask[:, None] & tmask[None, :], other=0.0).to(tl.float32)[None, :, :]
+        else:
+            Ct = Cfix[:, :, None]
+        b = dtu[:, None, :] * Bt
+        st_offs = ((pid_b * dim + d[:, None]) * n_chunks + (c - 1)) * NP + n[None, :]
+        h0 = tl.load(states_ptr + st_offs, mask=dn_mask & (c > 0), other=0.0)
+        acum, bcum = tl.associative_scan((a, b), 2, _linear_combine)
+        h = acum * h0[:, :, None] + bcum
+
+        if HAS_Z:
+            zz = tl.load(z_ptr + pid_b * s_zb + d[:, None] * s_zd + t[None, :] * s_zl, mask=m2, other=0.0)
+            zz = zz.to(tl.float32)
+            y = tl.sum(h * Ct, axis=1)
+            if HAS_D:
+                y += Dv[:, None] * u
+            sig = tl.sigmoid(zz)
+            dz = dout * y * sig * (1.0 + zz * (1.0 - sig))
+            tl.store(dz_ptr + bdl + t[None, :], dz, mask=m2)
+            dy = dout * zz * sig
+        else:
+            dy = dout
+        if HAS_D:
+            dD_acc += tl.sum(dy * u, axis=1)
+
+        dC_full = h * dy[:, None, :]
+        if C_VAR:
+            dC_offs = ((pid_b * n_groups + grp) * NP + n[:, None]) * L + t[None, :]
+            tl.atomic_add(dC_ptr + dC_offs, tl.sum(dC_full, axis=0), mask=nmask[:, None] & tmask[None, :])
+        else:
+            dC_acc += tl.sum(dC_full, axis=2)
+
+        alpha = tl.exp2(dt_next[:, None, :] * A2[:, :, None])
+        ga, gb = tl.associative_scan((alpha, Ct * dy[:, None, :]), 2, _linear_combine, reverse=True)
+        g = gb + ga * g_carry[:, :, None]
+        g_carry = tl.sum(tl.where((t_loc == 0)[None, None, :], a * g, 0.0), axis=2)
+
+        g_ah = g * (h - b)  # g_t * a_t * h_{t-1}
+        dA_acc += tl.sum(g_ah * dt[:, None, :], axis=2)
+        gB = tl.sum(g * Bt, axis=1)
+        ddt = u * gB + tl.sum(g_ah * A[:, :, None], axis=1)
+        du = dt * gB
+        if HAS_D:
+            du += Dv[:, None] * dy
+        dB_full = g * dtu[:, None, :]
+        if B_VAR:
+            dB_offs = ((pid_b * n_groups + grp) * NP + n[:, None]) * L + t[None, :]
+            tl.atomic_add(dB_ptr + dB_offs, tl.sum(dB_full, axis=0), mask=nmask[:, None] & tmask[None, :])
+        else:
+            dB_acc += tl.sum(dB_full, axis=2)
+        if SOFTPLUS:
+            ddt = ddt * tl.sigmoid(dt_pre)
+        ddt = tl.where(m2, ddt, 0.0)
+        dbias_acc += tl.sum(ddt, axis=1)
+        tl.store(du_ptr + bdl + t[None, :], du, mask=m2)
+        tl.store(ddelta_ptr + bdl + t[None, :], ddt, mask=m2)
+        c -= 1
+
+    part_dn = (pid_b * dim + d[:, None]) * NP + n[None, :]
+    tl.store(dA_ptr + part_dn, dA_acc, mask=dn_mask)
+    if not B_VAR:
+        tl.store(dB_ptr + part_dn, dB_acc, mask=dn_mask)
+    if not C_VAR:
+        tl.store(dC_ptr + part_dn, dC_acc, mask=dn_mask)
+    if HAS_D:
+        tl.store(dD_ptr + pid_b * dim + d, dD_acc, mask=dmask)
+    if HAS_BIAS:
+        tl.store(dbias_ptr + pid_b * dim + d, dbias_acc, mask=dmask)
+
+
+def _check_kernel_inputs(u, delta, A, B, C, D, z, delta_bias):
+    """Checks on top of ``check_scan_inputs``: devices the kernel can run on and dtypes it handles."""
+    named = {"u": u, "delta": delta, "A": A, "B": B, "C": C, "D": D, "z": z, "delta_bias": delta_bias}
+    interpret = os.environ.get("TRITON_INTERPRET", "0") == "1"
+    for name, t in named.items():
+        if t is None:
+            continue
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.device.type != "cuda" and not (interpret and t.device.type == "cpu"):
+            raise ValueError(f"{name} is on {t.device}; the Triton selective scan needs CUDA tensors "
+                             "(or CPU tensors with TRITON_INTERPRET=1)")
+    devices = {t.device for t in named.values() if t is not None}
+    if len(devices) > 1:
+        raise ValueError(f"all selective-scan tensors must be on one device, got {sorted(map(str, devices))}")
+    for name in ("u", "delta", "z", "B", "C"):
+        t = named[name]
+        if t is not None and t.dtype not in KERNEL_DTYPES:
+            raise ValueError(f"{name} has dtype {t.dtype}; the Triton selective scan takes fp32, fp16 or bf16")
+    if A.is_complex() or A.dtype != torch.float32:
+        raise ValueError(f"A must be a real fp32 tensor, got dtype {A.dtype}")
+    for name in ("D", "delta_bias"):
+        t = named[name]
+        if t is not None and t.dtype not in KERNEL_DTYPES:
+            raise ValueError(f"{name} has dtype {t.dtype}; expected fp32")
+    batch, dim, seqlen, dstate = check_scan_inputs(u, delta, A, B, C, D, z, delta_bias)
+    if dstate > MAX_DSTATE:
+        raise ValueError(f"A has N={dstate} states; the Triton selective scan supports N <= {MAX_DSTATE}")
+    if seqlen == 0:
+        raise ValueError("u has length L=0; the sequence must have at least one step")
+    return batch, dim, seqlen, dstate
+
+
+def _num_sms(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return 1
+
+
+def _pick_config(batch, dim, seqlen, np2, group_size, device, block_d=None, chunk=None, backward=False):
+    """(BLOCK_D, CHUNK, num_warps) for a problem; explicit block_d/chunk (tests, tuning) win."""
+    if chunk is None:
+        budget = 2048 if backward else 4096
+        chunk = max(16, min(64, budget // np2))
+        chunk = min(chunk, max(16, triton.next_power_of_2(seqlen)))
+    if block_d is None:
+        block_d = max(1, min(8, (2048 if backward else 4096) // (np2 * chunk)))
+        # keep enough programs to fill the GPU when batch*dim is small (long sequences)
+        while block_d > 1 and batch * triton.cdiv(dim, block_d) < 2 * _num_sms(device):
+            block_d //= 2
+    if group_size < dim and group_size % block_d != 0:  # channels of a program share one group
+        block_d = math.gcd(block_d, group_size & -group_size)
+    num_warps = 4 if block_d * np2 * chunk >= 2048 else 2
+    return block_d, chunk, num_warps
+
+
+def _as_grouped(t):
+    """B/C as (batch, G, N, L) with its strides, or (dim, N) for the fixed form; and whether it varies with time."""
+    if t.dim() == 2:
+        return t, False
+    if t.dim() == 3:
+        t = t.unsqueeze(1)
+    if t.stride(-1) != 1:
+        t = t.contiguous()
+    return t, True
+
+
+def _grouped_bc(B, C):
+    Bg, b_var = _as_grouped(B)
+    Cg, c_var = _as_grouped(C)
+    if b_var and c_var and Bg.shape[1] != Cg.shape[1]:
+        raise ValueError(f"B has {Bg.shape[1]} groups and C has {Cg.shape[1]}; the Triton selective scan needs "
+                         "the same number")
+    n_groups = Bg.shape[1] if b_var else (Cg.shape[1] if c_var else 1)
+    return Bg, b_var, Cg, c_var, n_groups
+
+
+def _bc_strides(t, var):
+    if var:
+        return t.stride(0), t.stride(1), t.stride(2), t.stride(3)
+    return t.stride(0), 0, t.stride(1), 0
+
+
+def _contig_last(t):
+    return t if t is None or t.stride(-1) == 1 else t.contiguous()
+
+
+def _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, block_d=None, chunk=None):
+    batch, dim, seqlen, dstate = u.shape[0], u.shape[1], u.shape[2], A.shape[1]
+    np2 = max(2, triton.next_power_of_2(dstate))
+    Bg, b_var, Cg, c_var, n_groups = _grouped_bc(B, C)
+    group_size = dim // n_groups
+    block_d, chunk, num_warps = _pick_config(batch, dim, seqlen, np2, group_size, u.device, block_d, chunk)
+    n_chunks = triton.cdiv(seqlen, chunk)
+    out = torch.empty_like(u, memory_format=torch.contiguous_format)
+    states = torch.empty(batch, dim, n_chunks, np2, device=u.device, dtype=torch.float32)
+    zz = z if z is not None else u
+    grid = (batch, triton.cdiv(dim, block_d))
+    _scan_fwd_kernel[grid](
+        u, delta, A, Bg, Cg, D if D is not None else A, zz, delta_bias if delta_bias is not None else A, out, states,
+        dim, seqlen, n_chunks, group_size, dstate,
+        *u.stride(), *delta.stride(), *zz.stride(), *out.stride(),
+        *_bc_strides(Bg, b_var), *_bc_strides(Cg, c_var), *A.stride(),
+        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
+        B_VAR=b_var, C_VAR=c_var, BLOCK_D=block_d, NP=np2, CHUNK=chunk, num_warps=num_warps,
+    )
+    return out, states, (block_d, chunk)
+
+
+def _backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states, chunk, block_d=None):
+    batch, dim, seqlen, dstate = u.shape[0], u.shape[1], u.shape[2], A.shape[1]
+    np2 = states.shape[-1]
+    n_chunks = states.shape[2]
+    Bg, b_var, Cg, c_var, n_groups = _grouped_bc(B, C)
+    group_size = dim // n_groups
+    block_d, _, num_warps = _pick_config(batch, dim, seqlen, np2, group_size, u.device, block_d, chunk, backward=True)
+    dev, f32 = u.device, torch.float32
+    dout = dout.contiguous()
+    du = torch.empty(batch, dim, seqlen, device=dev, dtype=u.dtype)
+    ddelta = torch.empty(batch, dim, seqlen, device=dev, dtype=delta.dtype)
+    dz = torch.empty(batch, dim, seqlen, device=dev, dtype=z.dtype) if z is not None else du
+    dA = torch.empty(batch, dim, np2, device=dev, dtype=f32)
+    dB = (torch.zeros(batch, Bg.shape[1], np2, seqlen, device=dev, dtype=f32) if b_var
+          else torch.empty(batch, dim, np2, device=dev, dtype=f32))
+    dC = (torch.zeros(batch, Cg.shape[1], np2, seqlen, device=dev, dtype=f32) if c_var
+          else torch.empty(batch, dim, np2, device=dev, dtype=f32))
+    dD = torch.empty(batch, dim, device=dev, dtype=f32) if D is not None else dA
+    dbias = torch.empty(batch, dim, device=dev, dtype=f32) if delta_bias is not None else dA
+    zz = z if z is not None else u
+    grid = (batch, triton.cdiv(dim, block_d))
+    _scan_bwd_kernel[grid](
+        u, delta, A, Bg, Cg, D if D is not None else A, zz, delta_bias if delta_bias is not None else A, states, dout,
+        du, ddelta, dz, dA, dB, dC, dD, dbias,
+        dim, seqlen, n_chunks, group_size, dstate, n_groups,
+        *u.stride(), *delta.stride(), *zz.stride(), *dout.stride(),
+        *_bc_strides(Bg, b_var), *_bc_strides(Cg, c_var), *A.stride(),
+        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
+        B_VAR=b_var, C_VAR=c_var, BLOCK_D=block_d, NP=np2, CHUNK=chunk, num_warps=num_warps,
+    )
+
+    def finish_bc(grad, var, like):
+        if var:
+            grad = grad[:, :, :dstate]
+            return (grad.squeeze(1) if like.dim() == 3 else grad).to(like.dtype)
+        return grad.sum(0)[:, :dstate].to(like.dtype)
+
+    return (
+        du, ddelta, dA.sum(0)[:, :dstate],
+        finish_bc(dB, b_var, B), finish_bc(dC, c_var, C),
+        dD.sum(0).to(D.dtype) if D is not None else None,
+        dz if z is not None else None,
+        dbias.sum(0).to(delta_bias.dtype) if delta_bias is not None else None,
+    )
+
+
+class SelectiveScanTriton(torch.autograd.Function):
+    """Autograd wrapper: saves the inputs and the chunk-boundary states, recomputes everything else."""
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, block_d, chunk):
+        out, states, (block_d, chunk) = _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, block_d, chunk)
+        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, states)
+        ctx.delta_softplus = delta_softplus
+        ctx.chunk = chunk
+        ctx.block_d = block_d
+        if return_last_state:
+            last_state = states[:, :, -1, : A.shape[1]].contiguous()
+            ctx.mark_non_differentiable(last_state)
+            return out, last_state
+        return out
+
+    @staticmethod
+    def backward(ctx, dout, *unused):
+        u, delta, A, B, C, D, z, delta_bias, states = ctx.saved_tensors
+        grads = _backward(dout, u, delta, A, B, C, D, z, delta_bias, ctx.delta_softplus, states, ctx.chunk)
+        return (*grads, None, None, None, None)
+
+
+def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                          return_last_state=False, *, _block_d=None, _chunk=None):
+    """Selective scan with mamba_ssm ``selective_scan_fn`` semantics on the fused Triton kernels.
+
+    Args are those of :func:`mamba_core.ops.selective_scan_ref`. ``_block_d`` (channels per program, a power of two)
+    and ``_chunk`` (time steps per scan chunk, a power of two >= 16) override the tuned defaults, e.g. so that tests
+    cover several chunks with short sequences.
+
+    Returns:
+        out (batch, dim, L) in u's dtype, plus the last state (batch, dim, N) fp32 if ``return_last_state``.
+    """
+    _check_kernel_inputs(u, delta, A, B, C, D, z, delta_bias)
+    for name, v in (("_block_d", _block_d), ("_chunk", _chunk)):
+        if v is not None and (v < 1 or v & (v - 1)):
+            raise ValueError(f"{name} must be a power of two, got {v}")
+    if _chunk is not None and _chunk < 16:
+        raise ValueError(f"_chunk must be >= 16, got {_chunk}")
+    u, delta, z = _contig_last(u), _contig_last(delta), _contig_last(z)
+    B = B.contiguous() if B.dim() == 2 else B
+    C = C.contiguous() if C.dim() == 2 else C
+    return SelectiveScanTriton.apply(u, delta, A.contiguous(), B, C, D, z, delta_bias, delta_softplus,
+                                     return_last_state, _block_d, _chunk)
