@@ -75,7 +75,8 @@ def _scan_fwd_kernel(
     dn_mask = dmask[:, None] & nmask[None, :]
     grp = (pid_d * BLOCK_D) // group_size
 
-    A2 = tl.load(A_ptr + d[:, None] * s_Ad + n[None, :] * s_An, mask=dn_mask, other=0.0).to(tl.float32) * 1.4426950408889634
+    A = tl.load(A_ptr + d[:, None] * s_Ad + n[None, :] * s_An, mask=dn_mask, other=0.0).to(tl.float32)
+    A2 = A * 1.4426950408889634  # exp(x) = exp2(x * log2(e))
     bias = tl.zeros([BLOCK_D], dtype=tl.float32)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + d, mask=dmask, other=0.0).to(tl.float32)

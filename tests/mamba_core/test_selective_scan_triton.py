@@ -1,0 +1,161 @@
+"""The fused Triton selective scan against the PyTorch loop reference: output, last state and every gradient.
+
+On CPU the kernels run under the Triton interpreter (conftest sets TRITON_INTERPRET=1), so sizes are tiny; a small
+``_chunk`` makes sequences of 40-70 steps span several chunks, which exercises the carried state and adjoint.
+"""
+
+import pytest
+import torch
+
+from mamba_core.ops.selective_scan_ref import selective_scan_ref
+from mamba_core.ops.selective_scan_triton import selective_scan_triton
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+ARG_NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
+
+
+def make_inputs(batch, dim, seqlen, dstate, b_form, c_form, has_d, has_z, has_bias, dtype=torch.float32, groups=1,
+                seed=0):
+    """Random inputs in mamba's usual ranges; b_form/c_form: 'fixed' (dim, N), 'var' (batch, N, L), 'group'."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def rnd(*shape, scale=1.0, shift=0.0, dt=torch.float32):
+        return (torch.randn(*shape, generator=gen) * scale + shift).to(DEVICE, dt).requires_grad_()
+
+    def bc(form):
+        if form == "fixed":
+            return rnd(dim, dstate)
+        if form == "var":
+            return rnd(batch, dstate, seqlen, dt=dtype)
+        return rnd(batch, groups, dstate, seqlen, dt=dtype)
+
+    A = (-0.5 * torch.rand(dim, dstate, generator=gen) - 0.1).to(DEVICE).requires_grad_()
+    return {
+        "u": rnd(batch, dim, seqlen, dt=dtype),
+        "delta": (0.5 * torch.rand(batch, dim, seqlen, generator=gen)).to(DEVICE, dtype).requires_grad_(),
+        "A": A,
+        "B": bc(b_form),
+        "C": bc(c_form),
+        "D": rnd(dim) if has_d else None,
+        "z": rnd(batch, dim, seqlen, dt=dtype) if has_z else None,
+        "delta_bias": rnd(dim, scale=0.3) if has_bias else None,
+    }
+
+
+def run_both(inputs, softplus, **kernel_kwargs):
+    """Output, last state and gradients of the kernel and of the reference, for one random output gradient."""
+    leaves = [inputs[k] for k in ARG_NAMES if inputs[k] is not None]
+    results = []
+    for fn, kw in ((selective_scan_triton, kernel_kwargs), (selective_scan_ref, {})):
+        out, last = fn(*[inputs[k] for k in ARG_NAMES], delta_softplus=softplus, return_last_state=True, **kw)
+        grad_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(1)).to(out)
+        grads = torch.autograd.grad((out.float() * grad_out.float()).sum(), leaves)
+        results.append((out, last, dict(zip([k for k in ARG_NAMES if inputs[k] is not None], grads, strict=True))))
+    return results
+
+
+def assert_close_scaled(actual, expected, tol, what):
+    """max |actual - expected| relative to max |expected| (gradients sum over L, so per-element rtol is too strict)."""
+    assert actual.dtype == expected.dtype and actual.shape == expected.shape, what
+    err = (actual.float() - expected.float()).abs().max().item()
+    scale = max(expected.float().abs().max().item(), 1e-3)
+    assert err <= tol * scale, f"{what}: max error {err:.3e} vs scale {scale:.3e}"
+
+
+def check_against_reference(inputs, softplus, tol, grad_tol, **kernel_kwargs):
+    (out, last, grads), (out_r, last_r, grads_r) = run_both(inputs, softplus, **kernel_kwargs)
+    assert_close_scaled(out, out_r, tol, "out")
+    assert last.dtype == torch.float32
+    assert_close_scaled(last, last_r, tol, "last_state")
+    for name, g in grads.items():
+        assert g.dtype == inputs[name].dtype, name
+        assert_close_scaled(g, grads_r[name], grad_tol, f"grad {name}")
+
+
+@pytest.mark.parametrize(
+    "b_form, c_form, has_d, has_z, has_bias, softplus, groups",
+    [
+        ("fixed", "fixed", False, False, False, False, 1),
+        ("var", "var", True, True, True, True, 1),
+        ("group", "group", True, False, True, True, 2),
+        ("fixed", "group", False, True, False, True, 3),
+        ("var", "fixed", True, True, False, False, 1),
+    ],
+)
+def test_fp32_matches_reference_across_chunks(b_form, c_form, has_d, has_z, has_bias, softplus, groups):
+    inputs = make_inputs(2, 6, 45, 5, b_form, c_form, has_d, has_z, has_bias, groups=groups)
+    check_against_reference(inputs, softplus, 1e-5, 1e-5, _chunk=16, _block_d=2)
+
+
+def test_fp32_state16_default_config_odd_dim():
+    inputs = make_inputs(1, 5, 70, 16, "var", "var", True, True, True)
+    check_against_reference(inputs, True, 1e-5, 1e-5)
+
+
+def test_fp32_large_non_power_of_two_state():
+    inputs = make_inputs(1, 3, 40, 20, "var", "fixed", True, False, True)
+    check_against_reference(inputs, True, 1e-5, 1e-5, _chunk=16)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_matches_reference(dtype):
+    # Reference and kernel see the same rounded inputs and both accumulate in fp32; what differs is the order of
+    # fp32 sums and the final rounding of outputs and gradients to 16 bits (mamba_ssm's test allows 3e-2 for bf16).
+    inputs = make_inputs(1, 4, 50, 8, "var", "var", True, True, True, dtype=dtype)
+    check_against_reference(inputs, True, 2e-2, 3e-2, _chunk=16)
+
+
+def test_non_contiguous_inputs():
+    inputs = make_inputs(2, 4, 41, 4, "var", "var", True, True, False)
+    for name in ("u", "delta", "z"):
+        inputs[name] = inputs[name].detach().transpose(1, 2).contiguous().transpose(1, 2).requires_grad_()
+    inputs["B"] = inputs["B"].detach().transpose(1, 2).contiguous().transpose(1, 2).requires_grad_()
+    assert inputs["u"].stride(-1) != 1 and inputs["B"].stride(-1) != 1
+    check_against_reference(inputs, False, 1e-5, 1e-5, _chunk=16)
+
+
+def test_last_state_only_forward_matches_loop():
+    inputs = make_inputs(1, 4, 33, 4, "var", "var", False, False, False)
+    args = [inputs[k].detach() if inputs[k] is not None else None for k in ARG_NAMES]
+    out, last = selective_scan_triton(*args, return_last_state=True, _chunk=16)
+    out_r, last_r = selective_scan_ref(*args, return_last_state=True)
+    assert_close_scaled(out, out_r, 1e-5, "out")
+    assert_close_scaled(last, last_r, 1e-5, "last_state")
+    assert selective_scan_triton(*args, _chunk=16).shape == out_r.shape
+
+
+def _small_args(**overrides):
+    args = {
+        "u": torch.randn(1, 4, 8), "delta": torch.rand(1, 4, 8), "A": -torch.rand(4, 2),
+        "B": torch.randn(1, 2, 8), "C": torch.randn(1, 2, 8),
+    }
+    args.update(overrides)
+    return args
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        ({"u": torch.randn(1, 4, 8, dtype=torch.float64)}, "u"),
+        ({"delta": torch.rand(1, 3, 8)}, "delta"),
+        ({"B": torch.randn(1, 3, 8)}, "B"),
+        ({"C": torch.randn(1, 2, 2, 8)}, "C"),
+        ({"A": -torch.rand(4, 2, dtype=torch.float64)}, "A"),
+        ({"A": -torch.rand(4, 300)}, "N=300"),
+        ({"delta": torch.rand(1, 4, 8, device="meta")}, "delta is on meta"),
+        ({"D": torch.randn(5)}, "D"),
+    ],
+)
+def test_bad_inputs_raise_value_error_naming_argument(overrides, match):
+    if "A" in overrides and overrides["A"].shape[1] == 300:
+        overrides.update(B=torch.randn(1, 300, 8), C=torch.randn(1, 300, 8))
+    with pytest.raises(ValueError, match=match):
+        selective_scan_triton(**_small_args(**overrides))
+
+
+def test_cpu_tensors_rejected_without_interpreter(monkeypatch):
+    if DEVICE == "cuda":
+        pytest.skip("checks the CPU path")
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(ValueError, match="u is on cpu"):
+        selective_scan_triton(**_small_args())
