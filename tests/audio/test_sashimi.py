@@ -1,7 +1,10 @@
 """SaShiMi U-Net: forward == step for every block type, causality (and that the UpPool shift is what gives it)."""
 
+from pathlib import Path
+
 import pytest
 import torch
+import yaml
 
 from audio.sashimi import SaShiMi, SaShiMiBackbone, UpPool
 
@@ -79,3 +82,19 @@ def test_lm_with_input_shift_changing_sample_t_keeps_logits_before_t_plus_1():
 def test_rejects_unknown_block():
     with pytest.raises(ValueError, match="block"):
         SaShiMi(block="lstm", **TINY)
+
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "audio"
+
+
+@pytest.mark.parametrize("name,paper_millions",
+                         [("sc09_mamba_6m", 6.1), ("sc09_mamba_24m", 24.3), ("sc09_s4d_6m", 6.1)])
+def test_config_parameter_counts_near_paper(name, paper_millions):
+    from audio.lightning_module import AudioLM
+
+    model_args = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())["model"]
+    with torch.device("meta"):  # counting only: no memory, no init time
+        module = AudioLM(**model_args)
+    count = module.num_parameters / 1e6
+    print(f"{name}: {count:.3f}M parameters (paper {paper_millions}M)")
+    assert abs(count - paper_millions) / paper_millions < 0.04
