@@ -304,8 +304,9 @@ def _num_sms(device: torch.device) -> int:
     return 1
 
 
-def _pick_config(batch, dim, seqlen, np2, group_size, device, block_d=None, chunk=None, backward=False):
-    """(BLOCK_D, CHUNK, num_warps) for a problem; explicit block_d/chunk (tests, tuning) win."""
+def _pick_config(batch, dim, seqlen, np2, group_size, device, block_d=None, chunk=None, backward=False,
+                 num_warps=None):
+    """(BLOCK_D, CHUNK, num_warps) for a problem; explicit values (tests, tuning) win."""
     if chunk is None:
         budget = 2048 if backward else 4096
         chunk = max(16, min(64, budget // np2))
@@ -317,7 +318,8 @@ def _pick_config(batch, dim, seqlen, np2, group_size, device, block_d=None, chun
             block_d //= 2
     if group_size < dim and group_size % block_d != 0:  # channels of a program share one group
         block_d = math.gcd(block_d, group_size & -group_size)
-    num_warps = 4 if block_d * np2 * chunk >= 2048 else 2
+    if num_warps is None:
+        num_warps = 4 if block_d * np2 * chunk >= 2048 else 2
     return block_d, chunk, num_warps
 
 
@@ -352,12 +354,13 @@ def _contig_last(t):
     return t if t is None or t.stride(-1) == 1 else t.contiguous()
 
 
-def _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, block_d=None, chunk=None):
+def _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, block_d=None, chunk=None, num_warps=None):
     batch, dim, seqlen, dstate = u.shape[0], u.shape[1], u.shape[2], A.shape[1]
     np2 = max(2, triton.next_power_of_2(dstate))
     Bg, b_var, Cg, c_var, n_groups = _grouped_bc(B, C)
     group_size = dim // n_groups
-    block_d, chunk, num_warps = _pick_config(batch, dim, seqlen, np2, group_size, u.device, block_d, chunk)
+    block_d, chunk, num_warps = _pick_config(batch, dim, seqlen, np2, group_size, u.device, block_d, chunk,
+                                              num_warps=num_warps)
     n_chunks = triton.cdiv(seqlen, chunk)
     out = torch.empty_like(u, memory_format=torch.contiguous_format)
     states = torch.empty(batch, dim, n_chunks, np2, device=u.device, dtype=torch.float32)
@@ -374,13 +377,15 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, block_d=None, 
     return out, states, (block_d, chunk)
 
 
-def _backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states, chunk, block_d=None):
+def _backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states, chunk, block_d=None,
+              num_warps=None):
     batch, dim, seqlen, dstate = u.shape[0], u.shape[1], u.shape[2], A.shape[1]
     np2 = states.shape[-1]
     n_chunks = states.shape[2]
     Bg, b_var, Cg, c_var, n_groups = _grouped_bc(B, C)
     group_size = dim // n_groups
-    block_d, _, num_warps = _pick_config(batch, dim, seqlen, np2, group_size, u.device, block_d, chunk, backward=True)
+    block_d, _, num_warps = _pick_config(batch, dim, seqlen, np2, group_size, u.device, block_d, chunk, backward=True,
+                                         num_warps=num_warps)
     dev, f32 = u.device, torch.float32
     dout = dout.contiguous()
     du = torch.empty(batch, dim, seqlen, device=dev, dtype=u.dtype)

@@ -1,0 +1,317 @@
+"""GPU correctness check and benchmark of the Triton selective scan and decode step.
+
+    PYTHONPATH=. python benchmarks/scan.py --check --tune --bench --decode
+    TRITON_INTERPRET=1 PYTHONPATH=. python benchmarks/scan.py --check --tune --bench --decode   # CPU smoke run
+
+--check   forward and every gradient vs the fp32 loop reference on a grid of shapes/options, with mamba_ssm's
+          tolerances (tests/ops/test_selective_scan.py): fp32 rtol 6e-4 atol 2e-3, fp16 3e-3/5e-3, bf16 3e-2/5e-2,
+          weights 1e-3 (raised to the input tolerance with z), per-gradient multipliers as upstream.
+--tune    times a few (BLOCK_D, CHUNK, num_warps) configurations of the forward and backward kernels.
+--bench   the table: bf16, z, softplus, delta_bias, D, input-dependent B/C (batch, N, L).
+--decode  selective_state_update per step for batch 1..64, and time per token along a 4096-token decode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import traceback
+
+import torch
+import triton
+import triton.language as tl
+
+import mamba_core.ops.selective_scan_triton as sst
+from mamba_core.ops import selective_scan_chunked, selective_scan_ref, selective_state_update_ref
+from mamba_core.ops.selective_scan_triton import selective_scan_triton
+from mamba_core.ops.selective_state_update_triton import selective_state_update_triton
+
+HBM_BYTES_PER_S = 3.0e12
+# --smoke: every section at toy sizes on CPU under the Triton interpreter, to catch script bugs before GPU time.
+SMOKE = os.environ.get("TRITON_INTERPRET") == "1"
+DEV = "cpu" if SMOKE else "cuda"
+ARGS = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
+
+
+def make_inputs(batch, dim, seqlen, dstate, dtype, bc="var", groups=1, has_d=True, has_z=True, has_bias=True,
+                requires_grad=True, seed=0):
+    torch.manual_seed(seed)
+    dev = DEV
+
+    def leaf(t):
+        return t.requires_grad_(requires_grad)
+
+    def bc_tensor():
+        if bc == "fixed":
+            return leaf(torch.randn(dim, dstate, device=dev))
+        if bc == "var":
+            return leaf(torch.randn(batch, dstate, seqlen, device=dev, dtype=dtype))
+        return leaf(torch.randn(batch, groups, dstate, seqlen, device=dev, dtype=dtype))
+
+    return {
+        "u": leaf(torch.randn(batch, dim, seqlen, device=dev, dtype=dtype)),
+        "delta": leaf((0.5 * torch.rand(batch, dim, seqlen, device=dev)).to(dtype)),
+        "A": leaf(-0.5 * torch.rand(dim, dstate, device=dev)),
+        "B": bc_tensor(),
+        "C": bc_tensor(),
+        "D": leaf(torch.randn(dim, device=dev)) if has_d else None,
+        "z": leaf(torch.randn(batch, dim, seqlen, device=dev, dtype=dtype)) if has_z else None,
+        "delta_bias": leaf(0.5 * torch.rand(dim, device=dev)) if has_bias else None,
+    }
+
+
+def call(fn, inp, softplus=True, **kw):
+    return fn(*[inp[k] for k in ARGS], delta_softplus=softplus, **kw)
+
+
+# ----------------------------------------------------------------------------------------------------- check
+def check(args):
+    """Forward, last state and gradients vs selective_scan_ref, mamba_ssm's comparison rules."""
+    cases = []
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        for seqlen in (1, 128, 373, 2048, 4100):
+            cases.append((dtype, 2, 96, seqlen, 16, "var", 1, True, True, True, True))
+    for dtype in (torch.float32, torch.bfloat16):
+        cases += [
+            (dtype, 2, 64, 700, 16, "fixed", 1, True, False, False, False),
+            (dtype, 2, 64, 700, 16, "group", 4, True, True, True, True),
+            (dtype, 2, 40, 300, 64, "var", 1, False, True, False, True),
+            (dtype, 1, 24, 300, 256, "var", 1, True, False, True, True),
+            (dtype, 2, 48, 257, 5, "group", 2, False, False, True, False),
+        ]
+    if SMOKE:
+        cases = [(torch.float32, 1, 4, 40, 4, "var", 1, True, True, True, True),
+                 (torch.bfloat16, 1, 4, 20, 4, "group", 2, True, False, True, False)]
+    failures = 0
+    print("| dtype | b | dim | L | N | B/C | G | D z bias softplus | out err | worst grad (err/tol) | ok |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for dtype, batch, dim, seqlen, dstate, bc, groups, has_d, has_z, has_bias, softplus in cases:
+        inp = make_inputs(batch, dim, seqlen, dstate, dtype, bc, groups, has_d, has_z, has_bias)
+        leaves = [k for k in ARGS if inp[k] is not None]
+        out, last = call(selective_scan_triton, inp, softplus, return_last_state=True)
+        dout = torch.randn_like(out)
+        grads = torch.autograd.grad(out, [inp[k] for k in leaves], dout)
+        out_r, last_r = call(selective_scan_ref, inp, softplus, return_last_state=True)
+        grads_r = torch.autograd.grad(out_r, [inp[k] for k in leaves], dout)
+        rtol, atol = {torch.float32: (6e-4, 2e-3), torch.float16: (3e-3, 5e-3), torch.bfloat16: (3e-2, 5e-2)}[dtype]
+        rtolw, atolw = (max(1e-3, rtol), max(1e-3, atol)) if has_z else (1e-3, 1e-3)
+        var = bc != "fixed"
+        mult = {"u": (rtol * 2, atol * 2), "delta": (rtol * 5, atol * 10), "A": (rtolw, atolw * 5),
+                "B": ((rtol, atol) if var else (rtolw, atolw)), "C": ((rtol, atol) if var else (rtolw, atolw)),
+                "D": (rtolw * 2, atolw * 2), "z": (rtolw, atolw), "delta_bias": (rtolw * 2, atolw * 2)}
+        ok = torch.allclose(out, out_r, rtol=rtol, atol=atol) and torch.allclose(last, last_r, rtol=rtol, atol=atol)
+        worst, worst_name = 0.0, ""
+        for name, g, gr in zip(leaves, grads, grads_r, strict=True):
+            r, a = mult[name]
+            gr = gr.to(g.dtype)
+            ratio = ((g.float() - gr.float()).abs() / (a + r * gr.float().abs())).max().item()
+            if ratio > worst:
+                worst, worst_name = ratio, name
+            ok &= g.dtype == inp[name].dtype and ratio <= 1.0
+        failures += not ok
+        flags = " ".join("y" if f else "n" for f in (has_d, has_z, has_bias, softplus))
+        out_err = (out.float() - out_r.float()).abs().max().item()
+        print(f"| {str(dtype)[6:]} | {batch} | {dim} | {seqlen} | {dstate} | {bc} | {groups} | {flags} | "
+              f"{out_err:.1e} | {worst_name} {worst:.2f} | {'PASS' if ok else 'FAIL'} |")
+    for groups in (0, 4):
+        for sdtype in (torch.float32, torch.bfloat16):
+            batch, dim, dstate = (2, 8, 4) if SMOKE else (4, 256, 16)
+            st = torch.randn(batch, dim, dstate, device=DEV, dtype=sdtype)
+            st_r = st.clone()
+            shp = (batch, dstate) if groups == 0 else (batch, groups, dstate)
+            step = dict(x=torch.randn(batch, dim, device=DEV), dt=torch.rand(batch, dim, device=DEV),
+                        A=-torch.rand(dim, dstate, device=DEV), B=torch.randn(*shp, device=DEV),
+                        C=torch.randn(*shp, device=DEV), D=torch.randn(dim, device=DEV),
+                        z=torch.randn(batch, dim, device=DEV), dt_bias=torch.rand(dim, device=DEV))
+            y = selective_state_update_triton(st, **step, dt_softplus=True)
+            y_r = selective_state_update_ref(st_r, **step, dt_softplus=True)
+            tol = 1e-4 if sdtype == torch.float32 else 2e-2
+            ok = torch.allclose(y, y_r, rtol=tol, atol=tol) and torch.allclose(st.float(), st_r.float(), rtol=tol,
+                                                                                atol=tol)
+            failures += not ok
+            print(f"state_update groups={groups} state={str(sdtype)[6:]}: {'PASS' if ok else 'FAIL'}")
+    print(f"CHECK {'PASSED' if failures == 0 else f'FAILED ({failures})'}")
+    return failures
+
+
+# ----------------------------------------------------------------------------------------------------- timing
+@triton.jit
+def _exp2_throughput_kernel(x_ptr, out_ptr, ITERS: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    v = tl.load(x_ptr + offs)
+    for _ in range(ITERS):
+        v = tl.exp2(-v)  # stays in (0.5, 1): no denormals, no overflow
+    tl.store(out_ptr + offs, v)
+
+
+def measure_exp2_rate():
+    block, iters, programs = (16, 4, 2) if SMOKE else (1024, 512, 132 * 64)
+    x = torch.rand(programs * block, device=DEV)
+    out = torch.empty_like(x)
+    ms = bench_ms(lambda: _exp2_throughput_kernel[(programs,)](x, out, ITERS=iters, BLOCK=block))
+    return programs * block * iters / (ms * 1e-3)
+
+
+def bench_ms(fn, rep=100):
+    if SMOKE:
+        return once_ms(fn)
+    return triton.testing.do_bench(fn, warmup=10, rep=rep)
+
+
+def sync():
+    if not SMOKE:
+        torch.cuda.synchronize()
+
+
+def once_ms(fn):
+    sync()
+    t0 = time.perf_counter()
+    fn()
+    sync()
+    return (time.perf_counter() - t0) * 1e3
+
+
+def fwd_bwd_fn(inp, fn=selective_scan_triton):
+    leaves = [inp[k] for k in ARGS if inp[k] is not None]
+    out = call(fn, inp)
+    dout = torch.randn_like(out)
+    del out
+    return lambda: torch.autograd.grad(call(fn, inp), leaves, dout)
+
+
+def tune(args):
+    batch, seqlen, dim, dstate = (1, 64, 8, 16) if SMOKE else (8, 2048, 2048, 16)
+    inp = make_inputs(batch, dim, seqlen, dstate, torch.bfloat16, requires_grad=False)
+    xs = [inp[k] for k in ARGS]
+    print("forward configs at (8, 2048, 2048, 16) bf16: BLOCK_D CHUNK warps -> ms")
+    configs = [(4, 64, 4), (2, 64, 2), (8, 64, 8), (4, 32, 2), (8, 32, 4), (16, 32, 8), (2, 128, 4),
+               (4, 128, 8), (1, 256, 4), (16, 16, 4)]
+    for bd, ch, nw in configs[:1] if SMOKE else configs:
+        ms = bench_ms(lambda bd=bd, ch=ch, nw=nw: sst._forward(*xs, True, bd, ch, nw), rep=50)
+        print(f"  fwd {bd:3d} {ch:4d} {nw:2d}  {ms:.3f}")
+    print("backward configs (CHUNK fixed by the forward)")
+    dout = torch.randn(batch, dim, seqlen, device=DEV, dtype=torch.bfloat16)
+    for ch in ((32,) if SMOKE else (32, 64, 128)):
+        _, states, _ = sst._forward(*xs, True, None, ch)
+        for bd, nw in [(1, 2), (2, 4), (4, 4), (4, 8), (8, 8)]:
+            if bd * ch * 16 > 8192:
+                continue
+            ms = bench_ms(lambda bd=bd, nw=nw, ch=ch, states=states: sst._backward(dout, *xs, True, states, ch, bd,
+                                                                                   nw), rep=50)
+            print(f"  bwd {bd:3d} {ch:4d} {nw:2d}  {ms:.3f}")
+
+
+def bench(args):
+    exp_rate = measure_exp2_rate()
+    print(f"measured exp2 throughput: {exp_rate / 1e12:.2f} Texp/s; HBM floor at {HBM_BYTES_PER_S / 1e12:.1f} TB/s")
+    print("bf16 u/delta/z/B/C, B/C (batch, N, L), D, z, delta_bias, softplus. Times in ms; mem = peak extra GiB "
+          "beyond inputs (fwd / fwd+bwd incl. grads); BW = min bytes / fwd time; x-loop/x-chunked = forward speed-up "
+          "over selective_scan_ref / selective_scan_chunked")
+    print("| (batch, L, dim, N) | fwd ms | floor ms | fwd/floor | BW TB/s | fwd+bwd ms | mem fwd | mem f+b | "
+          "x-loop | x-chunked |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    shapes = [(8, 2048, 2048, 16), (8, 2048, 8192, 16), (1, 65536, 2048, 16), (1, 1048576, 256, 16),
+              (64, 1024, 1536, 16)]
+    for batch, seqlen, dim, dstate in [(1, 40, 4, 16)] if SMOKE else shapes:
+        mem = torch.cuda if not SMOKE else _NoMem()
+        mem.empty_cache()
+        inp = make_inputs(batch, dim, seqlen, dstate, torch.bfloat16)
+        base = mem.memory_allocated()
+        mem.reset_peak_memory_stats()
+        with torch.no_grad():
+            call(selective_scan_triton, inp)
+        mem_fwd = (mem.max_memory_allocated() - base) / 2**30
+        with torch.no_grad():
+            fwd = bench_ms(lambda inp=inp: call(selective_scan_triton, inp))
+        fb_fn = fwd_bwd_fn(inp)
+        mem.reset_peak_memory_stats()
+        base = mem.memory_allocated()
+        fb_fn()
+        mem_fb = (mem.max_memory_allocated() - base) / 2**30
+        fb = bench_ms(fb_fn, rep=50)
+        min_bytes = 2 * (4 * batch * dim * seqlen + 2 * batch * dstate * seqlen)  # u, delta, z, y; B, C
+        floor = max(min_bytes / HBM_BYTES_PER_S, batch * seqlen * dim * dstate / exp_rate) * 1e3
+        loop = chunked = "-"
+        with torch.no_grad():
+            if seqlen <= 4096:
+                loop = f"{once_ms(lambda inp=inp: call(selective_scan_ref, inp)) / fwd:.0f}x"
+            if seqlen <= 65536:
+                call(selective_scan_chunked, inp)
+                chunked = f"{once_ms(lambda inp=inp: call(selective_scan_chunked, inp)) / fwd:.0f}x"
+        print(f"| ({batch}, {seqlen}, {dim}, {dstate}) | {fwd:.3f} | {floor:.3f} | {fwd / floor:.2f} | "
+              f"{min_bytes / fwd / 1e9:.2f} | {fb:.3f} | {mem_fwd:.2f} | {mem_fb:.2f} | {loop} | {chunked} |")
+        del inp, fb_fn
+
+
+class _NoMem:
+    """Stand-in for torch.cuda's memory counters in --smoke runs."""
+
+    def memory_allocated(self):
+        return 0
+
+    max_memory_allocated = memory_allocated
+
+    def reset_peak_memory_stats(self):
+        pass
+
+    def empty_cache(self):
+        pass
+
+
+def decode(args):
+    dim, dstate = (8, 4) if SMOKE else (4096, 16)
+    print(f"selective_state_update, dim={dim}, N={dstate}, fp32 state, bf16 x/dt/z, B/C (batch, N): us per call")
+    print("| batch | triton us | torch ref us | state GB/s |")
+    print("|---|---|---|---|")
+    for batch in (1, 2) if SMOKE else (1, 2, 4, 8, 16, 32, 64):
+        st = torch.randn(batch, dim, dstate, device=DEV)
+        step = dict(x=torch.randn(batch, dim, device=DEV, dtype=torch.bfloat16),
+                    dt=torch.rand(batch, dim, device=DEV, dtype=torch.bfloat16),
+                    A=-torch.rand(dim, dstate, device=DEV), B=torch.randn(batch, dstate, device=DEV),
+                    C=torch.randn(batch, dstate, device=DEV), D=torch.randn(dim, device=DEV),
+                    z=torch.randn(batch, dim, device=DEV, dtype=torch.bfloat16),
+                    dt_bias=torch.rand(dim, device=DEV))
+        t = bench_ms(lambda st=st, step=step: selective_state_update_triton(st, **step, dt_softplus=True)) * 1e3
+        r = bench_ms(lambda st=st, step=step: selective_state_update_ref(st, **step, dt_softplus=True)) * 1e3
+        print(f"| {batch} | {t:.2f} | {r:.1f} | {2 * st.numel() * 4 / (t * 1e-6) / 1e9:.0f} |")
+    batch, n_tokens, window = (1, 4, 2) if SMOKE else (8, 4096, 256)
+    st = torch.zeros(batch, dim, dstate, device=DEV)
+    xs = torch.randn(n_tokens, batch, dim, device=DEV, dtype=torch.bfloat16)
+    A = -torch.rand(dim, dstate, device=DEV)
+    Bs = torch.randn(n_tokens, batch, dstate, device=DEV)
+    for i in range(window):  # warm-up
+        selective_state_update_triton(st, xs[i], xs[i], A, Bs[i], Bs[i], dt_softplus=True)
+    per_token = []
+    for start in range(0, n_tokens, window):
+        def run_window(start=start):
+            for i in range(start, start + window):
+                selective_state_update_triton(st, xs[i], xs[i], A, Bs[i], Bs[i], dt_softplus=True)
+        per_token.append(once_ms(run_window) * 1e3 / window)
+    print(f"decode batch {batch}: us/token per {window}-token window along positions 0..{n_tokens}: "
+          + " ".join(f"{v:.1f}" for v in per_token))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for flag in ("check", "tune", "bench", "decode"):
+        p.add_argument(f"--{flag}", action="store_true")
+    args = p.parse_args()
+    if not torch.cuda.is_available() and not SMOKE:
+        raise SystemExit("benchmarks/scan.py needs a CUDA GPU (or TRITON_INTERPRET=1 for a toy-size smoke run)")
+    print(DEV if SMOKE else torch.cuda.get_device_name(), "torch", torch.__version__, "triton", triton.__version__)
+    failures = 0
+    for flag, fn in (("check", check), ("tune", tune), ("bench", bench), ("decode", decode)):
+        if getattr(args, flag):
+            t0 = time.time()
+            try:
+                failures += fn(args) or 0
+            except Exception:  # report and go on: one broken section must not waste the rest of a GPU run
+                traceback.print_exc()
+                failures += 1
+            print(f"[{flag} took {time.time() - t0:.0f}s]", flush=True)
+    raise SystemExit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
