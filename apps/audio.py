@@ -24,10 +24,12 @@ PLOT_FILE = "clips.png"
 def run_lightning_cli(argv: Sequence[str] | None = None):
     """Run a LightningCLI subcommand (fit/validate/test/predict) and return the CLI object (argv None: sys.argv)."""
     import lightning.pytorch as pl
+    import torch
     from lightning.pytorch.cli import LightningCLI
 
     from audio.lightning_module import AudioLM
 
+    torch.set_float32_matmul_precision("high")  # TF32 matmuls on Ampere/Hopper GPUs; no effect on CPU
     args = None if argv is None else list(argv)
     return LightningCLI(AudioLM, pl.LightningDataModule, subclass_mode_data=True, args=args,
                         seed_everything_default=1234)
