@@ -1,0 +1,216 @@
+"""``mamba-synthetic eval-induction``: accuracy of a trained induction-heads model at lengths 2^min .. 2^max.
+
+The paper's length-generalisation test (Mamba trained at 256 stays perfect up to 2^20). Each length gets its own
+fixed, seeded set of ``num_samples`` sequences; only the prediction at the final trigger is scored.
+
+Two ways to run a Mamba/S4 model, chosen per length (``--mode auto``):
+* ``forward``: the whole sequence at once (Triton scan on GPU, chunked PyTorch scan on CPU); memory grows with
+  batch * length, so the batch shrinks to fit ``--token-budget`` tokens per call.
+* ``step``: the recurrent decoding step, one token at a time on a constant-size state; memory does not depend on
+  the length. ``auto`` uses it only where a single sequence would exceed the token budget.
+The Transformer only has ``forward`` (quadratic attention), so lengths above ``--max-attention-len`` are skipped.
+
+Writes ``<out-dir>/induction_heads_length.{csv,md,png}``; existing files are not overwritten without ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import inspect
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .data import InductionHeadsSpec, induction_heads_batch, seeded_generator
+from .module import SyntheticLM
+
+OUTPUT_STEM = "induction_heads_length"
+
+
+class EvaluationError(ValueError):
+    """The checkpoint or the requested evaluation cannot be used."""
+
+
+def load_induction_checkpoint(path: str | Path, device: torch.device) -> tuple[SyntheticLM, int | None]:
+    """The trained module (eval mode, on ``device``) and the sequence length it was trained at (None if unknown)."""
+    path = Path(path)
+    if not path.is_file():
+        raise EvaluationError(f"checkpoint {path} does not exist or is not a file")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # a truncated or foreign file: say which one
+        raise EvaluationError(f"checkpoint {path} could not be read: {err}") from err
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "hyper_parameters" not in checkpoint:
+        raise EvaluationError(f"checkpoint {path} is not a mamba-synthetic Lightning checkpoint")
+    task = checkpoint["hyper_parameters"].get("task")
+    if task != "induction_heads":
+        raise EvaluationError(f"checkpoint {path} was trained on task {task!r}, not 'induction_heads'")
+    accepted = inspect.signature(SyntheticLM.__init__).parameters
+    module = SyntheticLM(**{k: v for k, v in checkpoint["hyper_parameters"].items() if k in accepted})
+    module.load_state_dict(checkpoint["state_dict"])
+    train_len = checkpoint.get("datamodule_hyper_parameters", {}).get("seq_len")
+    return module.to(device).eval(), train_len
+
+
+@torch.no_grad()
+def predict_final_token(module: SyntheticLM, inputs: torch.Tensor, mode: str) -> torch.Tensor:
+    """Predicted answer (batch,) at the last position, by full forward or by the recurrent step."""
+    vocab = module.vocab_size
+    if mode == "forward":
+        if module.arch == "transformer":
+            logits = module.model(inputs)[:, -1]
+        else:
+            logits = module.model(inputs, num_last_tokens=1)[:, -1]
+        return logits[:, :vocab].argmax(-1)
+    if module.arch == "transformer":
+        raise EvaluationError("the Transformer has no recurrent step; use --mode forward")
+    cache = module.model.allocate_inference_cache(inputs.shape[0])
+    for t in range(inputs.shape[1]):
+        logits = module.model.step(inputs[:, t], cache)
+    return logits[:, :vocab].argmax(-1)
+
+
+def evaluate_induction(
+    module: SyntheticLM,
+    lengths: list[int],
+    num_samples: int = 128,
+    token_budget: int = 2**16,
+    mode: str = "auto",
+    seed: int = 1234,
+    autocast_dtype: torch.dtype | None = None,
+    max_attention_len: int = 2**14,
+    progress: bool = True,
+) -> list[dict]:
+    """One row per length: length, log2_length, accuracy (None if skipped), correct, num_samples, path, seconds."""
+    if mode not in ("auto", "forward", "step"):
+        raise EvaluationError(f"mode must be auto, forward or step, got {mode!r}")
+    device = next(module.parameters()).device
+    rows = []
+    for length in tqdm(lengths, desc="lengths", disable=not progress):
+        row = {"length": length, "log2_length": round(math.log2(length), 3), "num_samples": num_samples}
+        if module.arch == "transformer" and length > max_attention_len:
+            rows.append({**row, "accuracy": None, "correct": None, "path": "skipped", "seconds": 0.0})
+            continue
+        path = mode
+        if mode == "auto":
+            path = "forward" if module.arch == "transformer" or length <= token_budget else "step"
+        batch_size = num_samples if path == "step" else max(1, min(num_samples, token_budget // length))
+        spec = InductionHeadsSpec(seq_len=length, vocab_size=module.vocab_size)
+        start, correct, done, index = time.perf_counter(), 0, 0, 0
+        while done < num_samples:
+            size = min(batch_size, num_samples - done)
+            inputs, targets = induction_heads_batch(spec, size, seeded_generator(seed + length, index))
+            autocast = torch.autocast(device.type, autocast_dtype) if autocast_dtype is not None else nullcontext()
+            with autocast:
+                predicted = predict_final_token(module, inputs.to(device), path)
+            correct += int((predicted.cpu() == targets).sum())
+            done, index = done + size, index + 1
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        rows.append({**row, "accuracy": correct / num_samples, "correct": correct, "path": path,
+                     "seconds": round(time.perf_counter() - start, 3)})
+    return rows
+
+
+def _format_accuracy(value: float | None) -> str:
+    return "skipped" if value is None else f"{100 * value:.1f}%"
+
+
+def write_results(rows: list[dict], out_dir: Path, title: str, train_len: int | None, chance: float) -> list[Path]:
+    """CSV, markdown table and PNG plot of accuracy vs length; returns the paths written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path, png_path = (out_dir / f"{OUTPUT_STEM}.{ext}" for ext in ("csv", "md", "png"))
+    fields = ["length", "log2_length", "accuracy", "correct", "num_samples", "path", "seconds"]
+    with csv_path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if row[k] is None else row[k]) for k in fields})
+    lines = [f"# {title}", "", f"trained at length {train_len}; chance {100 * chance:.1f}%", "",
+             "| length | log2 | accuracy | samples | path | seconds |", "|---:|---:|---:|---:|:--|---:|"]
+    for row in rows:
+        lines.append(f"| {row['length']} | {row['log2_length']:g} | {_format_accuracy(row['accuracy'])} | "
+                     f"{row['num_samples']} | {row['path']} | {row['seconds']} |")
+    md_path.write_text("\n".join(lines) + "\n")
+
+    figure, axis = plt.subplots(figsize=(7, 4))
+    measured = [r for r in rows if r["accuracy"] is not None]
+    axis.plot([r["length"] for r in measured], [r["accuracy"] for r in measured], "o-", label=title)
+    axis.axhline(chance, color="grey", linestyle=":", label="chance")
+    if train_len:
+        axis.axvline(train_len, color="red", linestyle="--", label=f"train length {train_len}")
+    axis.set_xscale("log", base=2)
+    axis.set_ylim(-0.02, 1.02)
+    axis.set_xlabel("test sequence length")
+    axis.set_ylabel("accuracy at the final trigger")
+    axis.set_title("Induction heads: length generalisation")
+    axis.legend(loc="lower left")
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(png_path, dpi=120)
+    plt.close(figure)
+    return [csv_path, md_path, png_path]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mamba-synthetic eval-induction", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ckpt", required=True, help="Lightning checkpoint of an induction_heads run")
+    parser.add_argument("--min-log2-len", type=int, default=6)
+    parser.add_argument("--max-log2-len", type=int, default=20)
+    parser.add_argument("--num-samples", type=int, default=128, help="sequences per length")
+    parser.add_argument("--mode", choices=("auto", "forward", "step"), default="auto")
+    parser.add_argument("--token-budget", type=int, default=None,
+                        help="tokens per forward call (default 2^22 on CUDA, 2^16 on CPU)")
+    parser.add_argument("--max-attention-len", type=int, default=2**14, help="longest length tried for a Transformer")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
+    parser.add_argument("--precision", choices=("bf16", "fp32"), default=None,
+                        help="autocast dtype (default bf16 on CUDA, fp32 on CPU)")
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--out-dir", default="runs/induction_eval")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing result files in --out-dir")
+    parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not 1 <= args.min_log2_len <= args.max_log2_len <= 30:
+        raise EvaluationError(f"need 1 <= --min-log2-len <= --max-log2-len <= 30, got {args.min_log2_len}, "
+                              f"{args.max_log2_len}")
+    if args.min_log2_len < 2:
+        raise EvaluationError("induction heads needs length >= 3, so --min-log2-len must be >= 2")
+    if args.num_samples <= 0:
+        raise EvaluationError(f"--num-samples must be positive, got {args.num_samples}")
+    out_dir = Path(args.out_dir)
+    existing = [p for p in (out_dir / f"{OUTPUT_STEM}.{e}" for e in ("csv", "md", "png")) if p.exists()]
+    if existing and not args.overwrite:
+        raise EvaluationError(f"{existing[0]} already exists; pass --overwrite or choose another --out-dir")
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    precision = args.precision or ("bf16" if device.type == "cuda" else "fp32")
+    token_budget = args.token_budget or (2**22 if device.type == "cuda" else 2**16)
+
+    module, train_len = load_induction_checkpoint(args.ckpt, device)
+    lengths = [2**k for k in range(args.min_log2_len, args.max_log2_len + 1)]
+    rows = evaluate_induction(
+        module, lengths, num_samples=args.num_samples, token_budget=token_budget, mode=args.mode, seed=args.seed,
+        autocast_dtype=torch.bfloat16 if precision == "bf16" else None, max_attention_len=args.max_attention_len,
+        progress=not args.no_progress,
+    )
+    title = {"mamba": "Mamba (S6)", "s4": "Mamba without selection (S4)", "transformer": "Transformer (sinusoidal)"}
+    chance = 1.0 / (module.vocab_size - 1)
+    paths = write_results(rows, out_dir, title[module.arch], train_len, chance)
+    for row in rows:
+        print(f"length 2^{row['log2_length']:g} = {row['length']}: {_format_accuracy(row['accuracy'])} "
+              f"({row['path']}, {row['seconds']}s)")
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0

@@ -1,0 +1,114 @@
+"""LightningModule training any of the three synthetic-task models (see models.py) on either task (see data.py).
+
+Both tasks are scored only where an answer is due, which is always the last n positions of the input:
+selective copying answers the n data tokens at the n markers, induction heads answers one token at the final
+trigger. So targets (batch, n) or (batch,) are compared with the logits of the last n positions; accuracy is per
+answer token (and, for selective copying, also per whole sequence).
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import TASKS
+from .models import ARCHITECTURES, build_model
+
+
+def answer_logits(logits: torch.Tensor, targets: torch.Tensor, vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits of the answer positions (batch, n, vocab), targets (batch, n)) for (batch, n) or (batch,) targets."""
+    targets = targets.reshape(targets.shape[0], -1)
+    return logits[:, -targets.shape[1]:, :vocab_size], targets
+
+
+def no_weight_decay(name: str, param: nn.Parameter) -> bool:
+    return param.dim() < 2 or getattr(param, "_no_weight_decay", False) or "embedding" in name or name.endswith(
+        (".B", ".C")
+    )
+
+
+class SyntheticLM(pl.LightningModule):
+    """Next-token model trained on the answer positions of a synthetic task.
+
+    Args:
+        arch: "mamba" (S6), "s4" (Mamba with selection removed) or "transformer".
+        task: which task the answers come from (linked from the data module by the CLI).
+        vocab_size: task vocabulary, special tokens included (linked from the data module by the CLI).
+        d_model, n_layer: width and depth of every architecture.
+        d_state, d_conv, expand: Mamba/S4 mixer sizes.
+        n_head: Transformer attention heads.
+        lr, weight_decay, betas: AdamW (no decay on biases, norms, embeddings, A_log, D, S4 B/C).
+        warmup_steps: linear warm-up, then cosine decay to ``min_lr_ratio * lr`` at the trainer's last step.
+    """
+
+    def __init__(
+        self,
+        arch: str = "mamba",
+        task: str = "selective_copying",
+        vocab_size: int = 16,
+        d_model: int = 64,
+        n_layer: int = 2,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: int = 2,
+        n_head: int = 4,
+        lr: float = 1e-3,
+        weight_decay: float = 0.1,
+        betas: tuple[float, float] = (0.9, 0.98),
+        warmup_steps: int = 100,
+        min_lr_ratio: float = 0.1,
+    ):
+        super().__init__()
+        if arch not in ARCHITECTURES:
+            raise ValueError(f"unknown arch {arch!r}; expected one of {ARCHITECTURES}")
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+        self.save_hyperparameters()
+        self.arch, self.task, self.vocab_size = arch, task, vocab_size
+        self.model = build_model(arch, vocab_size, d_model, n_layer, d_state, d_conv, expand, n_head)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Logits (batch, L, vocab_size)."""
+        return self.model(input_ids)[..., : self.vocab_size]
+
+    def _shared_step(self, batch, stage: str) -> torch.Tensor:
+        inputs, targets = batch
+        logits, targets = answer_logits(self.model(inputs), targets, self.vocab_size)
+        loss = F.cross_entropy(logits.float().reshape(-1, self.vocab_size), targets.reshape(-1))
+        correct = logits.argmax(-1) == targets
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=on_step, on_epoch=not on_step)
+        self.log(f"{stage}/acc", correct.float().mean(), prog_bar=True, on_step=on_step, on_epoch=not on_step)
+        if targets.shape[1] > 1:
+            self.log(f"{stage}/seq_acc", correct.all(1).float().mean(), on_step=on_step, on_epoch=not on_step)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._shared_step(batch, "val")
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        decay, no_decay = [], []
+        for name, param in self.model.named_parameters():
+            (no_decay if no_weight_decay(name, param) else decay).append(param)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=hp.lr, betas=tuple(hp.betas),
+        )
+        total = max(int(self.trainer.estimated_stepping_batches), 1) if self.trainer is not None else 1
+
+        def factor(step: int) -> float:
+            if step < hp.warmup_steps:
+                return (step + 1) / hp.warmup_steps
+            progress = min((step - hp.warmup_steps) / max(total - hp.warmup_steps, 1), 1.0)
+            return hp.min_lr_ratio + (1 - hp.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
