@@ -281,7 +281,8 @@ class SC09ClassifierModule(pl.LightningModule):
 
 
 def load_classifier(checkpoint: str | Path, map_location: str | torch.device = "cpu") -> SC09Classifier:
-    """The eval-mode :class:`SC09Classifier` stored in a Lightning checkpoint of :class:`SC09ClassifierModule`."""
+    """The eval-mode :class:`SC09Classifier` stored in a Lightning checkpoint of :class:`SC09ClassifierModule`;
+    its ``classes`` attribute holds the class folder names it was trained on, in label order."""
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise ValueError(f"{checkpoint}: classifier checkpoint not found")
@@ -289,7 +290,9 @@ def load_classifier(checkpoint: str | Path, map_location: str | torch.device = "
         module = SC09ClassifierModule.load_from_checkpoint(str(checkpoint), map_location=map_location)
     except (KeyError, RuntimeError, EOFError, TypeError) as err:
         raise ValueError(f"{checkpoint}: not a readable SC09ClassifierModule checkpoint: {err}") from err
-    return module.model.eval()
+    model = module.model.eval()
+    model.classes = module.classes
+    return model
 
 
 def run_classifier_cli(argv: Sequence[str] | None = None):
