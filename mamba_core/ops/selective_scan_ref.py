@@ -10,10 +10,10 @@ Semantics are those of mamba_ssm's ``selective_scan_ref`` so that weights and ha
 Two implementations with one signature:
 
 * ``selective_scan_ref``: a literal loop over time; slow, obviously right, used by the tests.
-* ``selective_scan_chunked``: no Python loop over the sequence; a log-depth (Hillis-Steele) scan inside chunks of
-  ``chunk_size`` steps, the state carried from chunk to chunk, with a hand-written backward (the same scan in
-  reverse) so autograd stores one state tensor per chunk instead of one per scan level. Memory is
-  O(batch*dim*chunk*N), so it is the fast CPU path for long sequences and the default on CPU.
+* ``selective_scan_chunked``: the fast CPU path (the default off CUDA). Time-major chunks, the state carried
+  between them; inside a chunk either one fused multiply-add per step or, for long thin sequences, a two-level
+  log-depth parallel scan with no Python loop over time; a hand-written backward (the recurrence in reverse)
+  keeps autograd from recording every step. Memory is O(batch*dim*chunk*N).
 
 Both accumulate in fp32 and return the output in ``u``'s dtype.
 """
@@ -109,52 +109,78 @@ def _hillis_steele(a: torch.Tensor, h: torch.Tensor, axis: int, need_prod: bool)
     return a, h
 
 
-def _inclusive_linear_scan(a: torch.Tensor, b: torch.Tensor, block: int = 16) -> torch.Tensor:
-    """h_t = a_t * h_{t-1} + b_t (h_{-1} = 0) along axis 2 of (batch, dim, T, N), without autograd bookkeeping.
+def _parallel_scan(a: torch.Tensor, b: torch.Tensor, block: int = 16) -> torch.Tensor:
+    """h_t = a_t * h_{t-1} + b_t (h_{-1} = 0) along axis 0, log-depth and fully vectorised.
 
-    Two levels, both log-depth and fully vectorised: a scan inside blocks of ``block`` steps, a scan over the
-    blocks' end states, then each block's local result is corrected by its incoming state. Work is about
-    (log2(block) + 2) multiply-adds per element, against log2(T) for a single-level scan.
+    Two levels: a scan inside blocks of ``block`` steps, a scan over the blocks' end states, then each block's
+    local result is corrected by its incoming state; about log2(block) + 2 multiply-adds per element.
     """
-    batch, dim, length, n = a.shape
+    length, rest = a.shape[0], a.shape[1:]
     n_blocks = -(-length // block)
     pad = n_blocks * block - length
-    a = F.pad(a, (0, 0, 0, pad), value=1.0) if pad else a.clone()     # a=1, b=0 leave the state unchanged
-    h = F.pad(b, (0, 0, 0, pad)) if pad else b.clone()
-    a = a.view(batch, dim, n_blocks, block, n)
-    h = h.view(batch, dim, n_blocks, block, n)
-    a, h = _hillis_steele(a, h, axis=3, need_prod=True)
+    pad_spec = (0, 0) * len(rest) + (0, pad)
+    a = F.pad(a, pad_spec, value=1.0) if pad else a.clone()          # a=1, b=0 leave the state unchanged
+    h = F.pad(b, pad_spec) if pad else b.clone()
+    a = a.view(n_blocks, block, *rest)
+    h = h.view(n_blocks, block, *rest)
+    a, h = _hillis_steele(a, h, axis=1, need_prod=True)
     if n_blocks > 1:
-        _, ends = _hillis_steele(a[:, :, :, -1].clone(), h[:, :, :, -1].clone(), axis=2, need_prod=False)
-        h[:, :, 1:] += a[:, :, 1:] * ends[:, :, :-1, None]
-    return h.view(batch, dim, n_blocks * block, n)[:, :, :length]
+        _, ends = _hillis_steele(a[:, -1].clone(), h[:, -1].clone(), axis=0, need_prod=False)
+        h[1:] += a[1:] * ends[:-1, None]
+    return h.view(n_blocks * block, *rest)[:length]
+
+
+def _sequential_scan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The same recurrence as one fused multiply-add per step: the least work, best when each step is large."""
+    h = torch.empty_like(b)
+    h[0] = b[0]
+    for t in range(1, a.shape[0]):
+        torch.addcmul(b[t], a[t], h[t - 1], out=h[t])
+    return h
+
+
+# Below this many elements per time step, Python's per-step overhead outweighs the parallel scan's extra work.
+_SEQUENTIAL_MIN_STEP_NUMEL = 4096
+
+
+def _linear_scan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    if a[0].numel() >= _SEQUENTIAL_MIN_STEP_NUMEL:
+        return _sequential_scan(a, b)
+    return _parallel_scan(a, b)
 
 
 class _LinearRecurrence(torch.autograd.Function):
-    """h_t = a_t * h_{t-1} + b_t along axis 2 by a log-depth scan; the backward is the same scan run in reverse:
-    grad_b_t = grad_h_t + a_{t+1} * grad_b_{t+1} and grad_a_t = grad_b_t * h_{t-1}."""
+    """h_t = a_t * h_{t-1} + b_t along axis 0 (time-major), starting from h0, without autograd recording each step.
+
+    The backward is the same recurrence run in reverse: grad_b_t = grad_h_t + a_{t+1} * grad_b_{t+1},
+    grad_a_t = grad_b_t * h_{t-1}, grad_h0 = a_0 * grad_b_0.
+    """
 
     @staticmethod
-    def forward(ctx, a, b):
-        h = _inclusive_linear_scan(a, b)
-        ctx.save_for_backward(a, h)
+    def forward(ctx, a, b, h0):
+        b = torch.cat([(b[0] + a[0] * h0)[None], b[1:]])
+        h = _linear_scan(a, b)
+        ctx.save_for_backward(a, h, h0)
         return h
 
     @staticmethod
     def backward(ctx, grad_h):
-        a, h = ctx.saved_tensors
-        a_next = torch.cat([a[:, :, 1:], torch.zeros_like(a[:, :, :1])], dim=2)
-        grad_b = _inclusive_linear_scan(a_next.flip(2), grad_h.flip(2)).flip(2)
-        h_prev = torch.cat([torch.zeros_like(h[:, :, :1]), h[:, :, :-1]], dim=2)
-        return grad_b * h_prev, grad_b
+        a, h, h0 = ctx.saved_tensors
+        a_next = torch.cat([a[1:], torch.zeros_like(a[:1])])
+        grad_b = _linear_scan(a_next.flip(0), grad_h.flip(0).contiguous()).flip(0)
+        h_prev = torch.cat([h0[None], h[:-1]])
+        return grad_b * h_prev, grad_b, a[0] * grad_b[0]
 
 
 def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                            return_last_state=False, chunk_size: int = 2048):
-    """Selective scan without a Python loop over time: log-depth scans inside chunks, state carried across chunks.
+    """Fast PyTorch selective scan: same arguments, shapes and result as :func:`selective_scan_ref`.
 
-    Same arguments, shapes and result as :func:`selective_scan_ref`; ``chunk_size`` bounds the memory
-    (batch*dim*chunk_size*N floats per intermediate) and sets the number of Python iterations (L / chunk_size).
+    Works time-major on chunks of ``chunk_size`` steps (bounding memory to batch*dim*chunk_size*N floats per
+    intermediate), carrying the state between chunks. Inside a chunk the recurrence runs either as one fused
+    multiply-add per step (when a step holds many elements) or as a two-level log-depth parallel scan with no
+    Python loop over time (long, thin sequences); both have a hand-written backward, so autograd stores one
+    state tensor per chunk rather than one per step.
     """
     batch, dim, seqlen, dstate = check_scan_inputs(u, delta, A, B, C, D, z, delta_bias)
     if chunk_size < 1:
@@ -165,18 +191,18 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
     A = A.to(acc)
     B = _per_channel(B, dim, acc)
     C = _per_channel(C, dim, acc)
+    B_tm = B if B.dim() == 2 else B.permute(3, 0, 1, 2)                      # (L, batch, dim, N)
+    C_tm = C if C.dim() == 2 else C.permute(3, 0, 1, 2)
+    u_tm, delta_tm = u_f.permute(2, 0, 1), delta.permute(2, 0, 1)            # (L, batch, dim)
     h = u_f.new_zeros(batch, dim, dstate)
     ys = []
     for start in range(0, seqlen, chunk_size):
         stop = min(start + chunk_size, seqlen)
-        d_c = delta[:, :, start:stop, None]                                   # (b, d, T, 1)
-        b_c = B[:, None, :] if B.dim() == 2 else B[..., start:stop].transpose(-1, -2)
-        c_c = C[:, None, :] if C.dim() == 2 else C[..., start:stop].transpose(-1, -2)
-        decay = torch.exp(d_c * A[:, None, :])                                # (b, d, T, N)
-        inject = d_c * b_c * u_f[:, :, start:stop, None]
-        inject = torch.cat([inject[:, :, :1] + decay[:, :, :1] * h[:, :, None], inject[:, :, 1:]], dim=2)
-        h_chunk = _LinearRecurrence.apply(decay, inject)
+        d_c = delta_tm[start:stop, ..., None]                                   # (T, batch, dim, 1)
+        b_c = B_tm if B_tm.dim() == 2 else B_tm[start:stop]
+        c_c = C_tm if C_tm.dim() == 2 else C_tm[start:stop]
+        h_chunk = _LinearRecurrence.apply(torch.exp(d_c * A), d_c * b_c * u_tm[start:stop, ..., None], h)
         ys.append((h_chunk * c_c).sum(-1))
-        h = h_chunk[:, :, -1]
-    y = torch.cat(ys, dim=2) if ys else u_f.new_zeros(batch, dim, 0)
+        h = h_chunk[-1]
+    y = torch.cat(ys).permute(1, 2, 0) if ys else u_f.new_zeros(batch, dim, 0)
     return _finish(y, u_f, D, z, dtype, h, return_last_state)

@@ -122,3 +122,17 @@ def test_bad_input_names_the_argument(change, message):
         selective_scan_ref(**x)
     with pytest.raises(ValueError, match=message):
         check_scan_inputs(**x)
+
+
+@pytest.mark.parametrize("dim", [2, 300])          # 2 -> parallel (log-depth) scan, 300 -> sequential scan
+def test_both_chunked_recurrences_match_the_loop_with_gradients(dim):
+    x = make_inputs("variable", batch=2, dim=dim, seqlen=45, dstate=8, dtype=torch.float32, seed=4)
+    names = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias"]
+    grads = []
+    for fn, kw in ((selective_scan_ref, {}), (selective_scan_chunked, {"chunk_size": 20})):
+        ts = [x[n].clone().requires_grad_(True) for n in names]
+        y, h = fn(*ts, delta_softplus=True, return_last_state=True, **kw)
+        (y.square().sum() + h.sum()).backward()
+        grads.append([y.detach(), h.detach()] + [t.grad for t in ts])
+    for got, want in zip(grads[1], grads[0], strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
