@@ -70,15 +70,14 @@ def _load_model(checkpoint: str, device):
     return module.model.to(device).eval()
 
 
-def _plot(out_dir: Path, tokens, count: int) -> None:
+def _plot(out_dir: Path, wav_paths: list[Path], sample_rate: int, overwrite: bool) -> None:
     try:
         from audio.plots import plot_clips
     except ImportError:
         print("warning: audio.plots.plot_clips is not available; no PNG written", file=sys.stderr)
         return
-    from audio import mulaw
-
-    plot_clips([mulaw.decode(t) for t in tokens[:count]], out_dir / PLOT_FILE)
+    plot_clips(wav_paths, out_dir / PLOT_FILE, sample_rate=sample_rate, titles=[p.name for p in wav_paths],
+               overwrite=overwrite)
 
 
 def generate_main(argv: Sequence[str] | None = None) -> int:
@@ -99,14 +98,13 @@ def generate_main(argv: Sequence[str] | None = None) -> int:
         tokens, log_likelihood = sample_tokens(
             model, args.num_samples, args.length, batch_size=args.batch_size, temperature=args.temperature,
             top_p=args.top_p, generator=generator, progress=not args.no_progress)
-        write_clips(out_dir, tokens, log_likelihood, sample_rate=args.sample_rate,
-                    sort_by_likelihood=args.sort_by_likelihood, overwrite=args.overwrite)
+        paths = write_clips(out_dir, tokens, log_likelihood, sample_rate=args.sample_rate,
+                            sort_by_likelihood=args.sort_by_likelihood, overwrite=args.overwrite)
+        if args.plot_clips > 0:  # the first clips written (the most likely ones with --sort-by-likelihood)
+            _plot(out_dir, paths[: args.plot_clips], args.sample_rate, args.overwrite)
     except ValueError as err:
         print(f"mamba-audio generate: error: {err}", file=sys.stderr)
         return 2
-    if args.plot_clips > 0:
-        order = torch.argsort(log_likelihood, descending=True) if args.sort_by_likelihood else slice(None)
-        _plot(out_dir, tokens[order], args.plot_clips)
     nll = -log_likelihood.mean().item() / args.length
     print(f"wrote {args.num_samples} clips to {out_dir} (mean NLL {nll:.4f} nats/sample under the model)")
     return 0
