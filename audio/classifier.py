@@ -15,6 +15,7 @@ Data: :class:`SC09ClipDataset` reads the SC09 layout ``<root>/{zero..nine}/*.wav
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -313,16 +314,25 @@ def run_classifier_cli(argv: Sequence[str] | None = None):
             for name in ("classes", "sample_rate", "clip_samples"):
                 parser.link_arguments(f"data.{name}", f"model.{name}")
 
-    cli = _ClassifierCLI(
-        SC09ClassifierModule, SC09DataModule, run=False, args=None if argv is None else list(argv),
-        save_config_kwargs={"overwrite": True},
-        trainer_defaults={"max_epochs": 30, "default_root_dir": "runs/sc09_classifier", "log_every_n_steps": 5},
-        parser_kwargs={"prog": "mamba-audio train-classifier"},
-    )
-    root_dir = Path(cli.trainer.default_root_dir)
-    ckpt_cb = ModelCheckpoint(dirpath=root_dir / "checkpoints", filename="best", monitor="val_acc", mode="max",
-                              save_last=True)
-    cli.trainer.callbacks.append(ckpt_cb)
+        def instantiate_trainer(self, **kwargs):
+            # fixed checkpoint folder (not lightning_logs/version_N), so resuming and scoring know where to look
+            config = self._get(self.config_init, "trainer", default={})
+            self.best_checkpoint = ModelCheckpoint(
+                dirpath=Path(config.get("default_root_dir") or ".") / "checkpoints", filename="best",
+                monitor="val_acc", mode="max", save_last=True)
+            user = config.get("callbacks") or []
+            user = list(user) if isinstance(user, (list, tuple)) else [user]
+            return super().instantiate_trainer(callbacks=[*user, self.best_checkpoint], **kwargs)
+
+    with warnings.catch_warnings():  # argv comes from our own dispatcher, not a second command line
+        warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python.*")
+        cli = _ClassifierCLI(
+            SC09ClassifierModule, SC09DataModule, run=False, args=None if argv is None else list(argv),
+            save_config_kwargs={"overwrite": True},
+            trainer_defaults={"max_epochs": 30, "default_root_dir": "runs/sc09_classifier", "log_every_n_steps": 5},
+            parser_kwargs={"prog": "mamba-audio train-classifier"},
+        )
+    ckpt_cb = cli.best_checkpoint
     cli.trainer.fit(cli.model, cli.datamodule, ckpt_path=cli.config.get("ckpt_path"))
     if not cli.config.get("skip_test") and (Path(cli.datamodule.root) / "testing_list.txt").is_file():
         cli.trainer.test(cli.model, cli.datamodule, ckpt_path=ckpt_cb.best_model_path or None)
