@@ -83,6 +83,34 @@ def by_split(intervals: list[Interval], path: str | os.PathLike = "<bed>") -> di
     return groups
 
 
+def merge_touching(intervals: list[Interval]) -> list[Interval]:
+    """Merge overlapping or abutting intervals of the same record, split and source (BED blocks -> long regions),
+    so that windows longer than one BED line still fit without leaving their split."""
+    merged: list[Interval] = []
+    for iv in sorted(intervals, key=lambda iv: (iv.source, iv.chrom, iv.split or "", iv.start)):
+        last = merged[-1] if merged else None
+        if last and (last.source, last.chrom, last.split) == (iv.source, iv.chrom, iv.split) and iv.start <= last.end:
+            merged[-1] = Interval(last.chrom, last.start, max(last.end, iv.end), last.split, last.source)
+        else:
+            merged.append(iv)
+    return merged
+
+
+def extend_to_length(intervals: list[Interval], length: int, record_lengths: dict[str, int]) -> list[Interval]:
+    """HyenaDNA-style: grow intervals shorter than ``length`` around their centre (shifted, never padded, at record
+    ends). Windows may then overlap neighbouring intervals of other splits; use only when merging is not enough."""
+    out = []
+    for iv in intervals:
+        size = record_lengths[iv.chrom]
+        if len(iv) >= length or size <= len(iv):
+            out.append(iv)
+            continue
+        target = min(length, size)
+        start = max(0, min(iv.start - (target - len(iv)) // 2, size - target))
+        out.append(Interval(iv.chrom, start, start + target, iv.split, iv.source))
+    return out
+
+
 def _counts(n: int, fractions: tuple[float, float, float]) -> tuple[int, int, int]:
     n_valid = max(1, round(fractions[1] * n))
     n_test = max(1, round(fractions[2] * n))

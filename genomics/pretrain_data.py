@@ -2,7 +2,9 @@
 
 With ``bed`` (HyenaDNA ``sequences.bed``: chrom, start, end, split) windows come from the intervals of each split;
 without it every record is cut into contiguous train/valid/test blocks (``split_fractions``). Training draws fresh
-random windows each epoch, validation/test use fixed seeded windows (``genomics.windows``).
+random windows each epoch, validation/test use fixed seeded windows (``genomics.windows``). Abutting BED intervals
+of one split are merged, so windows longer than a BED line fit without leaving the split; ``interval_mode="extend"``
+instead grows short intervals around their centre like HyenaDNA (may overlap other splits; never pads with N).
 
 Sequence-length warmup (``warmup_min_length``): training starts at the short length and doubles it every
 ``warmup_epochs_per_stage`` epochs up to ``length``, keeping tokens per batch fixed (batch size grows as windows
@@ -19,7 +21,7 @@ from torch.utils.data import DataLoader
 
 from genomics.datasets import GenomeWindowDataset
 from genomics.fasta import FastaReader
-from genomics.intervals import Interval, by_split, read_bed, split_records
+from genomics.intervals import Interval, by_split, extend_to_length, merge_touching, read_bed, split_records
 from genomics.tokenizer import DNATokenizer
 from genomics.windows import WindowIdSampler
 
@@ -39,9 +41,12 @@ class GenomePretrainDataModule(pl.LightningDataModule):
                  rc_prob: float = 0.0, max_n_fraction: float = 0.1, ignore_n_in_loss: bool = True,
                  short_intervals: str = "skip", split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
                  uppercase: bool = True, strict: bool = False, index_dir: str | None = None, seed: int = 1234,
-                 num_workers: int = 0, warmup_min_length: int | None = None, warmup_epochs_per_stage: int = 1):
+                 num_workers: int = 0, warmup_min_length: int | None = None, warmup_epochs_per_stage: int = 1,
+                 interval_mode: str = "merge"):
         super().__init__()
         self.save_hyperparameters()
+        if interval_mode not in ("merge", "extend"):
+            raise ValueError(f"interval_mode must be 'merge' or 'extend', got {interval_mode!r}")
         if length < 2:
             raise ValueError(f"length must be >= 2, got {length}")
         if warmup_min_length is not None and (warmup_min_length < 2 or length % warmup_min_length
@@ -58,7 +63,11 @@ class GenomePretrainDataModule(pl.LightningDataModule):
         hp = self.hparams
         self.reader = FastaReader(hp.fasta, uppercase=hp.uppercase, index_dir=hp.index_dir)
         if hp.bed:
-            self.intervals = by_split(read_bed(hp.bed, self.reader.lengths()), hp.bed)
+            groups = by_split(read_bed(hp.bed, self.reader.lengths()), hp.bed)
+            self.intervals = {split: merge_touching(ivs) for split, ivs in groups.items()}
+            if hp.interval_mode == "extend":
+                self.intervals = {split: extend_to_length(ivs, hp.length, self.reader.lengths())
+                                  for split, ivs in self.intervals.items()}
         else:
             records = [(0, name, size) for name, size in self.reader.lengths().items()]
             self.intervals = split_records(records, tuple(hp.split_fractions), hp.seed, by="region")
