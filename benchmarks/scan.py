@@ -6,7 +6,8 @@
 --check   forward and every gradient vs the fp32 loop reference on a grid of shapes/options, with mamba_ssm's
           tolerances (tests/ops/test_selective_scan.py): fp32 rtol 6e-4 atol 2e-3, fp16 3e-3/5e-3, bf16 3e-2/5e-2,
           weights 1e-3 (raised to the input tolerance with z), per-gradient multipliers as upstream.
---tune    times a few (BLOCK_D, CHUNK, num_warps) configurations of the forward and backward kernels.
+--tune    times a few (kernel, BLOCK_D, CHUNK, num_warps) configurations of the forward and backward kernels and
+          installs the fastest (seq forward + scan backward) for the --bench that follows.
 --bench   the table: bf16, z, softplus, delta_bias, D, input-dependent B/C (batch, N, L).
 --decode  selective_state_update per step for batch 1..64, and time per token along a 4096-token decode.
 """
@@ -66,30 +67,35 @@ def call(fn, inp, softplus=True, **kw):
 
 
 # ----------------------------------------------------------------------------------------------------- check
-def check(args):
+def check(args, cases=None):
     """Forward, last state and gradients vs selective_scan_ref, mamba_ssm's comparison rules."""
-    cases = []
-    for dtype in (torch.float32, torch.bfloat16, torch.float16):
-        for seqlen in (1, 128, 373, 2048, 4100):
-            cases.append((dtype, 2, 96, seqlen, 16, "var", 1, True, True, True, True))
-    for dtype in (torch.float32, torch.bfloat16):
+    quick = cases is not None
+    cases = cases or []
+    for dtype in () if quick else (torch.float32, torch.bfloat16, torch.float16):
+        for seqlen in (1, 128, 373, 2048, 4100) if dtype != torch.float16 else (373, 2048):
+            cases.append((dtype, 2, 96, seqlen, 16, "var", 1, True, True, True, True, None))
+    for dtype in () if quick else (torch.float32, torch.bfloat16):
         cases += [
-            (dtype, 2, 64, 700, 16, "fixed", 1, True, False, False, False),
-            (dtype, 2, 64, 700, 16, "group", 4, True, True, True, True),
-            (dtype, 2, 40, 300, 64, "var", 1, False, True, False, True),
-            (dtype, 1, 24, 300, 256, "var", 1, True, False, True, True),
-            (dtype, 2, 48, 257, 5, "group", 2, False, False, True, False),
+            (dtype, 2, 64, 700, 16, "fixed", 1, True, False, False, False, None),
+            (dtype, 2, 64, 700, 16, "group", 4, True, True, True, True, None),
+            (dtype, 2, 40, 300, 64, "var", 1, False, True, False, True, None),
+            (dtype, 1, 24, 300, 256, "var", 1, True, False, True, True, None),
+            (dtype, 2, 48, 257, 5, "group", 2, False, False, True, False, None),
         ]
+    for config in () if quick else ((32, 8), (64, 16), (16, 32), (128, 16)):  # tile shapes the tuner may pick
+        cases.append((torch.float32, 2, 200, 373, 16, "var", 1, True, True, True, True, config))
     if SMOKE:
-        cases = [(torch.float32, 1, 4, 40, 4, "var", 1, True, True, True, True),
-                 (torch.bfloat16, 1, 4, 20, 4, "group", 2, True, False, True, False)]
+        cases = [(torch.float32, 1, 4, 40, 4, "var", 1, True, True, True, True, (4, 8)),
+                 (torch.bfloat16, 1, 4, 20, 4, "group", 2, True, False, True, False, None)]
     failures = 0
-    print("| dtype | b | dim | L | N | B/C | G | D z bias softplus | out err | worst grad (err/tol) | ok |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for dtype, batch, dim, seqlen, dstate, bc, groups, has_d, has_z, has_bias, softplus in cases:
+    print("| dtype | b | dim | L | N | B/C | G | D z bias softplus | BLOCK_D,CHUNK | out err | worst grad (err/tol) "
+          "| ok |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for dtype, batch, dim, seqlen, dstate, bc, groups, has_d, has_z, has_bias, softplus, config in cases:
+        kw = {} if config is None else {"_block_d": config[0], "_chunk": config[1]}
         inp = make_inputs(batch, dim, seqlen, dstate, dtype, bc, groups, has_d, has_z, has_bias)
         leaves = [k for k in ARGS if inp[k] is not None]
-        out, last = call(selective_scan_triton, inp, softplus, return_last_state=True)
+        out, last = call(selective_scan_triton, inp, softplus, return_last_state=True, **kw)
         dout = torch.randn_like(out)
         grads = torch.autograd.grad(out, [inp[k] for k in leaves], dout)
         out_r, last_r = call(selective_scan_ref, inp, softplus, return_last_state=True)
@@ -113,8 +119,8 @@ def check(args):
         flags = " ".join("y" if f else "n" for f in (has_d, has_z, has_bias, softplus))
         out_err = (out.float() - out_r.float()).abs().max().item()
         print(f"| {str(dtype)[6:]} | {batch} | {dim} | {seqlen} | {dstate} | {bc} | {groups} | {flags} | "
-              f"{out_err:.1e} | {worst_name} {worst:.2f} | {'PASS' if ok else 'FAIL'} |")
-    for groups in (0, 4):
+              f"{config or 'default'} | {out_err:.1e} | {worst_name} {worst:.2f} | {'PASS' if ok else 'FAIL'} |")
+    for groups in (0,) if quick else (0, 4):
         for sdtype in (torch.float32, torch.bfloat16):
             batch, dim, dstate = (2, 8, 4) if SMOKE else (4, 256, 16)
             st = torch.randn(batch, dim, dstate, device=DEV, dtype=sdtype)
@@ -181,25 +187,46 @@ def fwd_bwd_fn(inp, fn=selective_scan_triton):
 
 
 def tune(args):
+    """Time kernel configurations at (8, 2048, 2048, 16) and install the fastest as sst.OVERRIDES for --bench."""
     batch, seqlen, dim, dstate = (1, 64, 8, 16) if SMOKE else (8, 2048, 2048, 16)
     inp = make_inputs(batch, dim, seqlen, dstate, torch.bfloat16, requires_grad=False)
     xs = [inp[k] for k in ARGS]
-    print("forward configs at (8, 2048, 2048, 16) bf16: BLOCK_D CHUNK warps -> ms")
-    configs = [(4, 64, 4), (2, 64, 2), (8, 64, 8), (4, 32, 2), (8, 32, 4), (16, 32, 8), (2, 128, 4),
-               (4, 128, 8), (1, 256, 4), (16, 16, 4)]
-    for bd, ch, nw in configs[:1] if SMOKE else configs:
-        ms = bench_ms(lambda bd=bd, ch=ch, nw=nw: sst._forward(*xs, True, bd, ch, nw), rep=50)
-        print(f"  fwd {bd:3d} {ch:4d} {nw:2d}  {ms:.3f}")
-    print("backward configs (CHUNK fixed by the forward)")
     dout = torch.randn(batch, dim, seqlen, device=DEV, dtype=torch.bfloat16)
-    for ch in ((32,) if SMOKE else (32, 64, 128)):
-        _, states, _ = sst._forward(*xs, True, None, ch)
-        for bd, nw in [(1, 2), (2, 4), (4, 4), (4, 8), (8, 8)]:
-            if bd * ch * 16 > 8192:
-                continue
-            ms = bench_ms(lambda bd=bd, nw=nw, ch=ch, states=states: sst._backward(dout, *xs, True, states, ch, bd,
-                                                                                   nw), rep=50)
-            print(f"  bwd {bd:3d} {ch:4d} {nw:2d}  {ms:.3f}")
+    print(f"configs at ({batch}, {seqlen}, {dim}, {dstate}) bf16, var B/C, D, z, bias, softplus: "
+          "impl BLOCK_D CHUNK warps -> ms")
+    bwd_configs = [("scan", 1, 32, 2), ("scan", 2, 32, 4), ("scan", 4, 32, 4), ("scan", 2, 16, 2),
+                   ("scan", 4, 16, 4), ("scan", 2, 64, 4), ("seq", 16, 16, 1), ("seq", 8, 16, 1)]
+    fwd_configs = [("seq", 16, 32, 1), ("seq", 8, 32, 1), ("seq", 32, 32, 1), ("seq", 16, 32, 2), ("seq", 4, 32, 1),
+                   ("scan", 4, 32, 2)]
+    if SMOKE:
+        bwd_configs, fwd_configs = bwd_configs[:1], fwd_configs[:1]
+    best_bwd, best_fwd = None, None
+    for impl, bd, ch, nw in bwd_configs:
+        try:
+            _, states, _ = sst._forward(*xs, True, "seq", None, ch)
+            ms = bench_ms(lambda impl=impl, bd=bd, nw=nw, ch=ch, states=states: sst._backward(
+                dout, *xs, True, states, ch, impl, bd, nw), rep=50)
+        except Exception as exc:  # e.g. out of resources for one config
+            print(f"  bwd {impl:4s} {bd:3d} {ch:3d} {nw:2d}  failed: {str(exc)[:80]}")
+            continue
+        print(f"  bwd {impl:4s} {bd:3d} {ch:3d} {nw:2d}  {ms:.3f}", flush=True)
+        if impl == "scan" and (best_bwd is None or ms < best_bwd[0]):
+            best_bwd = (ms, bd, ch, nw)
+    for impl, bd, ch, nw in fwd_configs:
+        try:
+            ms = bench_ms(lambda impl=impl, bd=bd, ch=ch, nw=nw: sst._forward(*xs, True, impl, bd, ch, nw), rep=50)
+        except Exception as exc:
+            print(f"  fwd {impl:4s} {bd:3d} {ch:3d} {nw:2d}  failed: {str(exc)[:80]}")
+            continue
+        print(f"  fwd {impl:4s} {bd:3d} {ch:3d} {nw:2d}  {ms:.3f}", flush=True)
+        if impl == "seq" and (best_fwd is None or ms < best_fwd[0]):
+            best_fwd = (ms, bd, ch, nw)
+    # the default ("auto") pairs the seq forward with the scan backward; the forward saves states every CHUNK steps
+    if best_bwd is not None:
+        sst.OVERRIDES[("scan", "bwd")] = best_bwd[1:]
+        if best_fwd is not None:
+            sst.OVERRIDES[("seq", "fwd")] = (best_fwd[1], best_bwd[2], best_fwd[3])
+    print("installed:", sst.OVERRIDES)
 
 
 def bench(args):
@@ -262,8 +289,8 @@ class _NoMem:
 def decode(args):
     dim, dstate = (8, 4) if SMOKE else (4096, 16)
     print(f"selective_state_update, dim={dim}, N={dstate}, fp32 state, bf16 x/dt/z, B/C (batch, N): us per call")
-    print("| batch | triton us | torch ref us | state GB/s |")
-    print("|---|---|---|---|")
+    print("| batch | triton us (eager, incl. launch) | triton us (CUDA graph) | torch ref us | state GB/s (graph) |")
+    print("|---|---|---|---|---|")
     for batch in (1, 2) if SMOKE else (1, 2, 4, 8, 16, 32, 64):
         st = torch.randn(batch, dim, dstate, device=DEV)
         step = dict(x=torch.randn(batch, dim, device=DEV, dtype=torch.bfloat16),
@@ -273,8 +300,11 @@ def decode(args):
                     z=torch.randn(batch, dim, device=DEV, dtype=torch.bfloat16),
                     dt_bias=torch.rand(dim, device=DEV))
         t = bench_ms(lambda st=st, step=step: selective_state_update_triton(st, **step, dt_softplus=True)) * 1e3
+        graph = "-" if SMOKE else "{:.2f}".format(1e3 * triton.testing.do_bench_cudagraph(
+            lambda st=st, step=step: selective_state_update_triton(st, **step, dt_softplus=True)))
         r = bench_ms(lambda st=st, step=step: selective_state_update_ref(st, **step, dt_softplus=True)) * 1e3
-        print(f"| {batch} | {t:.2f} | {r:.1f} | {2 * st.numel() * 4 / (t * 1e-6) / 1e9:.0f} |")
+        bw = "-" if SMOKE else f"{2 * st.numel() * 4 / (float(graph) * 1e-6) / 1e9:.0f}"
+        print(f"| {batch} | {t:.2f} | {graph} | {r:.1f} | {bw} |")
     batch, n_tokens, window = (1, 4, 2) if SMOKE else (8, 4096, 256)
     st = torch.zeros(batch, dim, dstate, device=DEV)
     xs = torch.randn(n_tokens, batch, dim, device=DEV, dtype=torch.bfloat16)
@@ -292,16 +322,35 @@ def decode(args):
           + " ".join(f"{v:.1f}" for v in per_token))
 
 
+def quick(args):
+    """A one-minute GPU pass: one correctness case, forward configs and fwd+bwd at (8, 2048, 2048, 16)."""
+    failures = check(args, [(torch.bfloat16, 2, 96, 373, 16, "var", 1, True, True, True, True, None),
+                            (torch.float32, 2, 64, 300, 16, "group", 2, True, True, True, True, (32, 16))])
+    batch, seqlen, dim, dstate = (1, 40, 8, 16) if SMOKE else (8, 2048, 2048, 16)
+    inp = make_inputs(batch, dim, seqlen, dstate, torch.bfloat16)
+    xs = [x.detach() if x is not None else None for x in (inp[k] for k in ARGS)]
+    for impl, bd, ch, nw in [("seq", None, None, None), ("seq", 32, 16, 1), ("seq", 8, 16, 1), ("seq", 64, 16, 2)]:
+        ms = bench_ms(lambda impl=impl, bd=bd, ch=ch, nw=nw: sst._forward(*xs, True, impl, bd, ch, nw), rep=30)
+        print(f"fwd {impl} {bd} {ch} {nw}: {ms:.3f} ms", flush=True)
+    fb = bench_ms(fwd_bwd_fn(inp), rep=30)
+    print(f"fwd+bwd default: {fb:.3f} ms", flush=True)
+    with torch.no_grad():
+        fwd = bench_ms(lambda: call(selective_scan_triton, inp), rep=30)
+        loop = once_ms(lambda: call(selective_scan_ref, inp))
+    print(f"fwd default via selective_scan_triton: {fwd:.3f} ms; loop reference {loop:.1f} ms ({loop / fwd:.0f}x)")
+    return failures
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for flag in ("check", "tune", "bench", "decode"):
+    for flag in ("check", "tune", "bench", "decode", "quick"):
         p.add_argument(f"--{flag}", action="store_true")
     args = p.parse_args()
     if not torch.cuda.is_available() and not SMOKE:
         raise SystemExit("benchmarks/scan.py needs a CUDA GPU (or TRITON_INTERPRET=1 for a toy-size smoke run)")
     print(DEV if SMOKE else torch.cuda.get_device_name(), "torch", torch.__version__, "triton", triton.__version__)
     failures = 0
-    for flag, fn in (("check", check), ("tune", tune), ("bench", bench), ("decode", decode)):
+    for flag, fn in (("quick", quick), ("check", check), ("tune", tune), ("bench", bench), ("decode", decode)):
         if getattr(args, flag):
             t0 = time.time()
             try:

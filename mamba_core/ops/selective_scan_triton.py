@@ -265,6 +265,231 @@ def _scan_bwd_kernel(
         tl.store(dbias_ptr + pid_b * dim + d, dbias_acc, mask=dmask)
 
 
+@triton.jit
+def _seq_fwd_kernel(
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, states_ptr,
+    dim, L, n_chunks, group_size, dstate,
+    s_ub, s_ud, s_ul, s_db, s_dd, s_dl, s_zb, s_zd, s_zl, s_ob, s_od, s_ol,
+    s_Bb, s_Bg, s_Bn, s_Bl, s_Cb, s_Cg, s_Cn, s_Cl, s_Ad, s_An,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    B_VAR: tl.constexpr, C_VAR: tl.constexpr,
+    BLOCK_D: tl.constexpr, NP: tl.constexpr, CHUNK: tl.constexpr,
+):
+    """Step-by-step recurrence on a (NP, BLOCK_D) fp32 state tile, channels along the fast axis."""
+    pid_b = tl.program_id(0)
+    pid_d = tl.program_id(1)
+    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    n = tl.arange(0, NP)
+    dmask = d < dim
+    nmask = n < dstate
+    nd_mask = nmask[:, None] & dmask[None, :]
+    grp = (pid_d * BLOCK_D) // group_size
+
+    A2 = tl.load(A_ptr + d[None, :] * s_Ad + n[:, None] * s_An, mask=nd_mask, other=0.0).to(tl.float32)
+    A2 = A2 * 1.4426950408889634
+    bias = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + d, mask=dmask, other=0.0).to(tl.float32)
+    Dv = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if HAS_D:
+        Dv = tl.load(D_ptr + d, mask=dmask, other=0.0).to(tl.float32)
+    if not B_VAR:
+        Bfix = tl.load(B_ptr + d[None, :] * s_Bb + n[:, None] * s_Bn, mask=nd_mask, other=0.0).to(tl.float32)
+    if not C_VAR:
+        Cfix = tl.load(C_ptr + d[None, :] * s_Cb + n[:, None] * s_Cn, mask=nd_mask, other=0.0).to(tl.float32)
+    u_row = u_ptr + pid_b * s_ub + d * s_ud
+    dt_row = delta_ptr + pid_b * s_db + d * s_dd
+    z_row = z_ptr + pid_b * s_zb + d * s_zd
+    o_row = out_ptr + pid_b * s_ob + d * s_od
+    B_col = B_ptr + pid_b * s_Bb + grp * s_Bg + n * s_Bn
+    C_col = C_ptr + pid_b * s_Cb + grp * s_Cg + n * s_Cn
+
+    h = tl.zeros([NP, BLOCK_D], dtype=tl.float32)
+    c = 0
+    while c < n_chunks:
+        for i in range(CHUNK):  # not unrolled: an unrolled chunk compiles for minutes
+            t = c * CHUNK + i
+            m = dmask & (t < L)
+            u = tl.load(u_row + t * s_ul, mask=m, other=0.0).to(tl.float32)
+            dt = tl.load(dt_row + t * s_dl, mask=m, other=0.0).to(tl.float32)
+            if HAS_BIAS:
+                dt += bias
+            if SOFTPLUS:
+                dt = _softplus(dt)
+            dt = tl.where(m, dt, 0.0)
+            a = tl.exp2(dt[None, :] * A2)
+            if B_VAR:
+                Bt = tl.load(B_col + t * s_Bl, mask=nmask & (t < L), other=0.0).to(tl.float32)[:, None]
+            else:
+                Bt = Bfix
+            h = a * h + (dt * u)[None, :] * Bt
+            if C_VAR:
+                Ct = tl.load(C_col + t * s_Cl, mask=nmask & (t < L), other=0.0).to(tl.float32)[:, None]
+            else:
+                Ct = Cfix
+            y = tl.sum(h * Ct, axis=0)
+            if HAS_D:
+                y += Dv * u
+            if HAS_Z:
+                zz = tl.load(z_row + t * s_zl, mask=m, other=0.0).to(tl.float32)
+                y = y * zz * tl.sigmoid(zz)
+            tl.store(o_row + t * s_ol, y, mask=m)
+        st_offs = ((pid_b * dim + d[None, :]) * n_chunks + c) * NP + n[:, None]
+        tl.store(states_ptr + st_offs, h, mask=nd_mask)
+        c += 1
+
+
+@triton.jit
+def _seq_bwd_kernel(
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, states_ptr, dout_ptr, scratch_ptr,
+    du_ptr, ddelta_ptr, dz_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr,
+    dim, L, n_chunks, group_size, dstate, n_groups,
+    s_ub, s_ud, s_ul, s_db, s_dd, s_dl, s_zb, s_zd, s_zl, s_ob, s_od, s_ol,
+    s_Bb, s_Bg, s_Bn, s_Bl, s_Cb, s_Cg, s_Cn, s_Cl, s_Ad, s_An,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    B_VAR: tl.constexpr, C_VAR: tl.constexpr,
+    BLOCK_D: tl.constexpr, NP: tl.constexpr, CHUNK: tl.constexpr,
+):
+    """Per chunk, last to first: recompute the states step by step into a private scratch (L2-resident), then walk
+    back through the chunk with the adjoint g_t = C_t dy_t + a_{t+1} g_{t+1} carried in registers."""
+    pid_b = tl.program_id(0)
+    pid_d = tl.program_id(1)
+    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    n = tl.arange(0, NP)
+    dmask = d < dim
+    nmask = n < dstate
+    nd_mask = nmask[:, None] & dmask[None, :]
+    grp = (pid_d * BLOCK_D) // group_size
+
+    A = tl.load(A_ptr + d[None, :] * s_Ad + n[:, None] * s_An, mask=nd_mask, other=0.0).to(tl.float32)
+    A2 = A * 1.4426950408889634
+    bias = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + d, mask=dmask, other=0.0).to(tl.float32)
+    Dv = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if HAS_D:
+        Dv = tl.load(D_ptr + d, mask=dmask, other=0.0).to(tl.float32)
+    if not B_VAR:
+        Bfix = tl.load(B_ptr + d[None, :] * s_Bb + n[:, None] * s_Bn, mask=nd_mask, other=0.0).to(tl.float32)
+        dB_acc = tl.zeros([NP, BLOCK_D], dtype=tl.float32)
+    if not C_VAR:
+        Cfix = tl.load(C_ptr + d[None, :] * s_Cb + n[:, None] * s_Cn, mask=nd_mask, other=0.0).to(tl.float32)
+        dC_acc = tl.zeros([NP, BLOCK_D], dtype=tl.float32)
+    dA_acc = tl.zeros([NP, BLOCK_D], dtype=tl.float32)
+    dD_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    dbias_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    g_carry = tl.zeros([NP, BLOCK_D], dtype=tl.float32)  # a_{t+1} * g_{t+1}
+
+    u_row = u_ptr + pid_b * s_ub + d * s_ud
+    dt_row = delta_ptr + pid_b * s_db + d * s_dd
+    z_row = z_ptr + pid_b * s_zb + d * s_zd
+    bdl = pid_b * dim * L + d * L  # contiguous (batch, dim, L) gradients and dout
+    B_col = B_ptr + pid_b * s_Bb + grp * s_Bg + n * s_Bn
+    C_col = C_ptr + pid_b * s_Cb + grp * s_Cg + n * s_Cn
+    dB_col = dB_ptr + ((pid_b * n_groups + grp) * NP + n) * L
+    dC_col = dC_ptr + ((pid_b * n_groups + grp) * NP + n) * L
+    n_dblocks = tl.num_programs(1)
+    scr = (scratch_ptr + (pid_b * n_dblocks + pid_d) * (CHUNK * NP * BLOCK_D)
+           + n[:, None] * BLOCK_D + tl.arange(0, BLOCK_D)[None, :])
+
+    c = n_chunks - 1
+    while c >= 0:
+        st_offs = ((pid_b * dim + d[None, :]) * n_chunks + (c - 1)) * NP + n[:, None]
+        h0 = tl.load(states_ptr + st_offs, mask=nd_mask & (c > 0), other=0.0)
+        h = h0
+        for i in range(CHUNK):  # not unrolled: an unrolled chunk compiles for minutes
+            t = c * CHUNK + i
+            m = dmask & (t < L)
+            u = tl.load(u_row + t * s_ul, mask=m, other=0.0).to(tl.float32)
+            dt = tl.load(dt_row + t * s_dl, mask=m, other=0.0).to(tl.float32)
+            if HAS_BIAS:
+                dt += bias
+            if SOFTPLUS:
+                dt = _softplus(dt)
+            dt = tl.where(m, dt, 0.0)
+            if B_VAR:
+                Bt = tl.load(B_col + t * s_Bl, mask=nmask & (t < L), other=0.0).to(tl.float32)[:, None]
+            else:
+                Bt = Bfix
+            h = tl.exp2(dt[None, :] * A2) * h + (dt * u)[None, :] * Bt
+            tl.store(scr + i * (NP * BLOCK_D), h)
+        tl.debug_barrier()
+        h_t = h
+        for j in range(CHUNK):
+            i = CHUNK - 1 - j
+            t = c * CHUNK + i
+            m = dmask & (t < L)
+            h_prev = tl.load(scr + (i - 1) * (NP * BLOCK_D), mask=(i > 0) & nd_mask, other=0.0)
+            h_prev = tl.where(i > 0, h_prev, h0)
+            u = tl.load(u_row + t * s_ul, mask=m, other=0.0).to(tl.float32)
+            dt_pre = tl.load(dt_row + t * s_dl, mask=m, other=0.0).to(tl.float32)
+            if HAS_BIAS:
+                dt_pre += bias
+            dt = dt_pre
+            if SOFTPLUS:
+                dt = _softplus(dt_pre)
+            dt = tl.where(m, dt, 0.0)
+            dout = tl.load(dout_ptr + bdl + t, mask=m, other=0.0).to(tl.float32)
+            if B_VAR:
+                Bt = tl.load(B_col + t * s_Bl, mask=nmask & (t < L), other=0.0).to(tl.float32)[:, None]
+            else:
+                Bt = Bfix
+            if C_VAR:
+                Ct = tl.load(C_col + t * s_Cl, mask=nmask & (t < L), other=0.0).to(tl.float32)[:, None]
+            else:
+                Ct = Cfix
+            a = tl.exp2(dt[None, :] * A2)
+            if HAS_Z:
+                zz = tl.load(z_row + t * s_zl, mask=m, other=0.0).to(tl.float32)
+                y = tl.sum(h_t * Ct, axis=0)
+                if HAS_D:
+                    y += Dv * u
+                sig = tl.sigmoid(zz)
+                tl.store(dz_ptr + bdl + t, dout * y * sig * (1.0 + zz * (1.0 - sig)), mask=m)
+                dy = dout * zz * sig
+            else:
+                dy = dout
+            if HAS_D:
+                dD_acc += dy * u
+            if C_VAR:
+                tl.atomic_add(dC_col + t, tl.sum(h_t * dy[None, :], axis=1), mask=nmask & (t < L))
+            else:
+                dC_acc += h_t * dy[None, :]
+            g = g_carry + Ct * dy[None, :]
+            gh = g * a * h_prev
+            dA_acc += gh * dt[None, :]
+            gB = tl.sum(g * Bt, axis=0)
+            ddt = gB * u + tl.sum(gh * A, axis=0)
+            du = gB * dt
+            if HAS_D:
+                du += Dv * dy
+            if B_VAR:
+                tl.atomic_add(dB_col + t, tl.sum(g * (dt * u)[None, :], axis=1), mask=nmask & (t < L))
+            else:
+                dB_acc += g * (dt * u)[None, :]
+            if SOFTPLUS:
+                ddt = ddt * tl.sigmoid(dt_pre)
+            ddt = tl.where(m, ddt, 0.0)
+            dbias_acc += ddt
+            tl.store(du_ptr + bdl + t, du, mask=m)
+            tl.store(ddelta_ptr + bdl + t, ddt, mask=m)
+            g_carry = a * g
+            h_t = h_prev
+        tl.debug_barrier()
+        c -= 1
+
+    part = (pid_b * dim + d[None, :]) * NP + n[:, None]
+    tl.store(dA_ptr + part, dA_acc, mask=nd_mask)
+    if not B_VAR:
+        tl.store(dB_ptr + part, dB_acc, mask=nd_mask)
+    if not C_VAR:
+        tl.store(dC_ptr + part, dC_acc, mask=nd_mask)
+    if HAS_D:
+        tl.store(dD_ptr + pid_b * dim + d, dD_acc, mask=dmask)
+    if HAS_BIAS:
+        tl.store(dbias_ptr + pid_b * dim + d, dbias_acc, mask=dmask)
+
+
 def _check_kernel_inputs(u, delta, A, B, C, D, z, delta_bias):
     """Checks on top of ``check_scan_inputs``: devices the kernel can run on and dtypes it handles."""
     named = {"u": u, "delta": delta, "A": A, "B": B, "C": C, "D": D, "z": z, "delta_bias": delta_bias}
@@ -304,27 +529,47 @@ def _num_sms(device: torch.device) -> int:
     return 1
 
 
-def _pick_config(batch, dim, seqlen, np2, group_size, device, block_d=None, chunk=None, backward=False,
-                 num_warps=None):
-    """(BLOCK_D, CHUNK, num_warps) for a problem; explicit values (tests, tuning) win."""
-    if chunk is None:
-        budget = 2048 if backward else 4096
-        chunk = max(16, min(64, budget // np2))
-        chunk = min(chunk, max(16, triton.next_power_of_2(seqlen)))
+IMPLS = ("auto", "seq", "scan")
+# (forward, backward) kernels per implementation choice; "auto" pairs the faster of each (H100 timings).
+KERNEL_PAIRS = {"auto": ("seq", "scan"), "seq": ("seq", "seq"), "scan": ("scan", "scan")}
+# {(impl, "fwd"|"bwd"): (block_d, chunk, num_warps)} for N <= 16, e.g. set by ``benchmarks/scan.py --tune``.
+OVERRIDES: dict = {}
+
+
+def _pick_config(impl, batch, dim, seqlen, np2, group_size, device, block_d=None, chunk=None, num_warps=None,
+                 backward=False):
+    """(BLOCK_D, CHUNK, num_warps) for a problem; explicit values (tests, tuning) win.
+
+    Defaults come from H100 timings at (8, 2048, 2048, 16) bf16 (benchmarks/README.md): "seq" forward 16 channels
+    per one-warp program; "scan" backward 2 channels x 32 steps per program, 4 warps.
+    """
+    tuned = OVERRIDES.get((impl, "bwd" if backward else "fwd")) if np2 <= 16 else None
+    if tuned is not None:
+        block_d = block_d or tuned[0]
+        chunk = chunk or tuned[1]
+        num_warps = num_warps or tuned[2]
+    if chunk is None:  # the scan backward reads the forward's states, so both kernels default to the same chunk
+        chunk = 32 if np2 <= 16 else 16
     if block_d is None:
-        block_d = max(1, min(8, (2048 if backward else 4096) // (np2 * chunk)))
-        # keep enough programs to fill the GPU when batch*dim is small (long sequences)
-        while block_d > 1 and batch * triton.cdiv(dim, block_d) < 2 * _num_sms(device):
+        if impl == "seq":
+            block_d = max(1, min(16, 512 // np2))
+        else:
+            block_d = max(1, min(8, (1024 if backward else 2048) // (np2 * chunk)))
+        # one program walks the whole sequence: keep enough programs to fill the GPU when batch*dim is small
+        while block_d > 1 and batch * triton.cdiv(dim, block_d) < 4 * _num_sms(device):
             block_d //= 2
     if group_size < dim and group_size % block_d != 0:  # channels of a program share one group
         block_d = math.gcd(block_d, group_size & -group_size)
     if num_warps is None:
-        num_warps = 4 if block_d * np2 * chunk >= 2048 else 2
+        if impl == "seq":
+            num_warps = max(1, min(8, block_d * np2 // 512))
+        else:
+            num_warps = max(1, min(8, block_d * np2 * chunk // (256 if backward else 1024)))
     return block_d, chunk, num_warps
 
 
 def _as_grouped(t):
-    """B/C as (batch, G, N, L) with its strides, or (dim, N) for the fixed form; and whether it varies with time."""
+    """B/C as (batch, G, N, L), or (dim, N) for the fixed form; and whether it varies with time."""
     if t.dim() == 2:
         return t, False
     if t.dim() == 3:
@@ -354,61 +599,68 @@ def _contig_last(t):
     return t if t is None or t.stride(-1) == 1 else t.contiguous()
 
 
-def _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, block_d=None, chunk=None, num_warps=None):
+def _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, impl="seq", block_d=None, chunk=None,
+             num_warps=None):
+    """Run the forward kernel; returns out, the chunk-end states (batch, dim, n_chunks, NP) fp32 and the chunk."""
     batch, dim, seqlen, dstate = u.shape[0], u.shape[1], u.shape[2], A.shape[1]
     np2 = max(2, triton.next_power_of_2(dstate))
     Bg, b_var, Cg, c_var, n_groups = _grouped_bc(B, C)
-    group_size = dim // n_groups
-    block_d, chunk, num_warps = _pick_config(batch, dim, seqlen, np2, group_size, u.device, block_d, chunk,
-                                              num_warps=num_warps)
+    block_d, chunk, num_warps = _pick_config(impl, batch, dim, seqlen, np2, dim // n_groups, u.device, block_d,
+                                             chunk, num_warps)
     n_chunks = triton.cdiv(seqlen, chunk)
     out = torch.empty_like(u, memory_format=torch.contiguous_format)
     states = torch.empty(batch, dim, n_chunks, np2, device=u.device, dtype=torch.float32)
     zz = z if z is not None else u
-    grid = (batch, triton.cdiv(dim, block_d))
-    _scan_fwd_kernel[grid](
+    kernel = _seq_fwd_kernel if impl == "seq" else _scan_fwd_kernel
+    kernel[(batch, triton.cdiv(dim, block_d))](
         u, delta, A, Bg, Cg, D if D is not None else A, zz, delta_bias if delta_bias is not None else A, out, states,
-        dim, seqlen, n_chunks, group_size, dstate,
+        dim, seqlen, n_chunks, dim // n_groups, dstate,
         *u.stride(), *delta.stride(), *zz.stride(), *out.stride(),
         *_bc_strides(Bg, b_var), *_bc_strides(Cg, c_var), *A.stride(),
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
         B_VAR=b_var, C_VAR=c_var, BLOCK_D=block_d, NP=np2, CHUNK=chunk, num_warps=num_warps,
     )
-    return out, states, (block_d, chunk)
+    return out, states, chunk
 
 
-def _backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states, chunk, block_d=None,
+def _backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states, chunk, impl="seq", block_d=None,
               num_warps=None):
+    """Gradients for (u, delta, A, B, C, D, z, delta_bias) from the saved chunk-end states."""
     batch, dim, seqlen, dstate = u.shape[0], u.shape[1], u.shape[2], A.shape[1]
-    np2 = states.shape[-1]
-    n_chunks = states.shape[2]
+    np2, n_chunks = states.shape[-1], states.shape[2]
     Bg, b_var, Cg, c_var, n_groups = _grouped_bc(B, C)
-    group_size = dim // n_groups
-    block_d, _, num_warps = _pick_config(batch, dim, seqlen, np2, group_size, u.device, block_d, chunk, backward=True,
-                                         num_warps=num_warps)
+    block_d, _, num_warps = _pick_config(impl, batch, dim, seqlen, np2, dim // n_groups, u.device, block_d, chunk,
+                                         num_warps, backward=True)
     dev, f32 = u.device, torch.float32
     dout = dout.contiguous()
     du = torch.empty(batch, dim, seqlen, device=dev, dtype=u.dtype)
     ddelta = torch.empty(batch, dim, seqlen, device=dev, dtype=delta.dtype)
     dz = torch.empty(batch, dim, seqlen, device=dev, dtype=z.dtype) if z is not None else du
     dA = torch.empty(batch, dim, np2, device=dev, dtype=f32)
-    dB = (torch.zeros(batch, Bg.shape[1], np2, seqlen, device=dev, dtype=f32) if b_var
+    dB = (torch.zeros(batch, n_groups, np2, seqlen, device=dev, dtype=f32) if b_var
           else torch.empty(batch, dim, np2, device=dev, dtype=f32))
-    dC = (torch.zeros(batch, Cg.shape[1], np2, seqlen, device=dev, dtype=f32) if c_var
+    dC = (torch.zeros(batch, n_groups, np2, seqlen, device=dev, dtype=f32) if c_var
           else torch.empty(batch, dim, np2, device=dev, dtype=f32))
     dD = torch.empty(batch, dim, device=dev, dtype=f32) if D is not None else dA
     dbias = torch.empty(batch, dim, device=dev, dtype=f32) if delta_bias is not None else dA
     zz = z if z is not None else u
     grid = (batch, triton.cdiv(dim, block_d))
-    _scan_bwd_kernel[grid](
-        u, delta, A, Bg, Cg, D if D is not None else A, zz, delta_bias if delta_bias is not None else A, states, dout,
-        du, ddelta, dz, dA, dB, dC, dD, dbias,
-        dim, seqlen, n_chunks, group_size, dstate, n_groups,
+    common = (
+        dim, seqlen, n_chunks, dim // n_groups, dstate, n_groups,
         *u.stride(), *delta.stride(), *zz.stride(), *dout.stride(),
         *_bc_strides(Bg, b_var), *_bc_strides(Cg, c_var), *A.stride(),
-        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
-        B_VAR=b_var, C_VAR=c_var, BLOCK_D=block_d, NP=np2, CHUNK=chunk, num_warps=num_warps,
     )
+    flags = dict(HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+                 SOFTPLUS=bool(delta_softplus), B_VAR=b_var, C_VAR=c_var, BLOCK_D=block_d, NP=np2, CHUNK=chunk,
+                 num_warps=num_warps)
+    inputs = (u, delta, A, Bg, Cg, D if D is not None else A, zz, delta_bias if delta_bias is not None else A, states,
+              dout)
+    grads = (du, ddelta, dz, dA, dB, dC, dD, dbias)
+    if impl == "seq":
+        scratch = torch.empty(grid[0] * grid[1] * chunk * np2 * block_d, device=dev, dtype=f32)
+        _seq_bwd_kernel[grid](*inputs, scratch, *grads, *common, **flags)
+    else:
+        _scan_bwd_kernel[grid](*inputs, *grads, *common, **flags)
 
     def finish_bc(grad, var, like):
         if var:
@@ -426,15 +678,16 @@ def _backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
 
 
 class SelectiveScanTriton(torch.autograd.Function):
-    """Autograd wrapper: saves the inputs and the chunk-boundary states, recomputes everything else."""
+    """Autograd wrapper: saves the inputs and the chunk-end states, recomputes everything else."""
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, block_d, chunk):
-        out, states, (block_d, chunk) = _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, block_d, chunk)
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, config):
+        impl, block_d, chunk = config
+        fwd_impl, bwd_impl = KERNEL_PAIRS[impl]
+        out, states, chunk = _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, fwd_impl, block_d, chunk)
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, states)
         ctx.delta_softplus = delta_softplus
-        ctx.chunk = chunk
-        ctx.block_d = block_d
+        ctx.config = (bwd_impl, chunk, block_d)
         if return_last_state:
             last_state = states[:, :, -1, : A.shape[1]].contiguous()
             ctx.mark_non_differentiable(last_state)
@@ -444,29 +697,34 @@ class SelectiveScanTriton(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout, *unused):
         u, delta, A, B, C, D, z, delta_bias, states = ctx.saved_tensors
-        grads = _backward(dout, u, delta, A, B, C, D, z, delta_bias, ctx.delta_softplus, states, ctx.chunk)
-        return (*grads, None, None, None, None)
+        impl, chunk, block_d = ctx.config
+        grads = _backward(dout, u, delta, A, B, C, D, z, delta_bias, ctx.delta_softplus, states, chunk, impl,
+                          block_d)
+        return (*grads, None, None, None)
 
 
 def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                          return_last_state=False, *, _block_d=None, _chunk=None):
+                          return_last_state=False, *, _impl="auto", _block_d=None, _chunk=None):
     """Selective scan with mamba_ssm ``selective_scan_fn`` semantics on the fused Triton kernels.
 
-    Args are those of :func:`mamba_core.ops.selective_scan_ref`. ``_block_d`` (channels per program, a power of two)
-    and ``_chunk`` (time steps per scan chunk, a power of two >= 16) override the tuned defaults, e.g. so that tests
-    cover several chunks with short sequences.
+    Args are those of :func:`mamba_core.ops.selective_scan_ref`. Private overrides: ``_impl`` picks the kernels,
+    "seq" (step-by-step recurrence), "scan" (``tl.associative_scan`` over chunks) or "auto" (seq forward, scan
+    backward: the fastest measured); ``_block_d`` channels per program and ``_chunk`` steps per saved state (powers
+    of two; the scan kernels need ``_chunk`` >= 16), e.g. so that tests cover several chunks with short sequences.
 
     Returns:
         out (batch, dim, L) in u's dtype, plus the last state (batch, dim, N) fp32 if ``return_last_state``.
     """
     _check_kernel_inputs(u, delta, A, B, C, D, z, delta_bias)
+    if _impl not in IMPLS:
+        raise ValueError(f"_impl must be one of {IMPLS}, got {_impl!r}")
     for name, v in (("_block_d", _block_d), ("_chunk", _chunk)):
         if v is not None and (v < 1 or v & (v - 1)):
             raise ValueError(f"{name} must be a power of two, got {v}")
-    if _chunk is not None and _chunk < 16:
-        raise ValueError(f"_chunk must be >= 16, got {_chunk}")
+    if _impl != "seq" and _chunk is not None and _chunk < 16:
+        raise ValueError(f"_chunk must be >= 16 for the scan kernels, got {_chunk}")
     u, delta, z = _contig_last(u), _contig_last(delta), _contig_last(z)
     B = B.contiguous() if B.dim() == 2 else B
     C = C.contiguous() if C.dim() == 2 else C
     return SelectiveScanTriton.apply(u, delta, A.contiguous(), B, C, D, z, delta_bias, delta_softplus,
-                                     return_last_state, _block_d, _chunk)
+                                     return_last_state, (_impl, _block_d, _chunk))

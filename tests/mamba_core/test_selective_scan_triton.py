@@ -87,8 +87,23 @@ def test_fp32_matches_reference_across_chunks(b_form, c_form, has_d, has_z, has_
     check_against_reference(inputs, softplus, 1e-5, 1e-5, _chunk=16, _block_d=2)
 
 
+@pytest.mark.parametrize(
+    "impl, b_form, c_form, has_d, has_z, has_bias, softplus, groups",
+    [
+        ("seq", "var", "var", True, True, True, True, 1),
+        ("seq", "fixed", "group", False, True, False, False, 2),
+        ("scan", "group", "var", True, False, True, True, 1),
+    ],
+)
+def test_each_kernel_pair_matches_reference(impl, b_form, c_form, has_d, has_z, has_bias, softplus, groups):
+    # The default pairs the step-by-step forward with the associative-scan backward; each kernel on its own too.
+    inputs = make_inputs(1, 4, 37, 4, b_form, c_form, has_d, has_z, has_bias, groups=groups, seed=2)
+    check_against_reference(inputs, softplus, 1e-5, 1e-5, _impl=impl, _chunk=16 if impl == "scan" else 8,
+                            _block_d=2)
+
+
 def test_fp32_state16_default_config_odd_dim():
-    inputs = make_inputs(1, 5, 70, 16, "var", "var", True, True, True)
+    inputs = make_inputs(1, 3, 50, 16, "var", "var", True, True, True)
     check_against_reference(inputs, True, 1e-5, 1e-5)
 
 
@@ -144,6 +159,8 @@ def _small_args(**overrides):
         ({"A": -torch.rand(4, 300)}, "N=300"),
         ({"delta": torch.rand(1, 4, 8, device="meta")}, "delta is on meta"),
         ({"D": torch.randn(5)}, "D"),
+        ({"_impl": "fast"}, "_impl"),
+        ({"_chunk": 24}, "_chunk"),
     ],
 )
 def test_bad_inputs_raise_value_error_naming_argument(overrides, match):
