@@ -33,12 +33,17 @@ def run_lightning(args: list[str]) -> SyntheticCLI:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status (2 with a one-line message for bad input, files or settings)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "eval-induction":
-        from .evaluate import main as eval_main
+    try:
+        if argv and argv[0] == "eval-induction":
+            from .evaluate import main as eval_main
 
-        return eval_main(argv[1:])
-    run_lightning(argv)
+            return eval_main(argv[1:])
+        run_lightning(argv)
+    except ValueError as err:  # EvaluationError, SyntheticTaskError and the model's argument checks
+        print(f"mamba-synthetic: error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

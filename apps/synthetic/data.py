@@ -228,7 +228,6 @@ class SyntheticDataModule(pl.LightningDataModule):
             batch_size=None,
             shuffle=False,
             num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
         )
 

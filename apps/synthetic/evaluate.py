@@ -154,7 +154,7 @@ def write_results(rows: list[dict], out_dir: Path, title: str, train_len: int | 
     axis.set_xlabel("test sequence length")
     axis.set_ylabel("accuracy at the final trigger")
     axis.set_title("Induction heads: length generalisation")
-    axis.legend(loc="lower left")
+    axis.legend(loc="best")
     axis.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(png_path, dpi=120)

@@ -97,23 +97,23 @@ def test_step_path_predicts_exactly_like_forward(trained_run):
     assert torch.equal(forward, step)
 
 
-def test_eval_induction_writes_table_and_plot(trained_run):
+def test_eval_induction_writes_table_and_plot(trained_run, capsys):
     root, _, resumed = trained_run
     out = root / "eval"
     ckpt = str(resumed / "checkpoints" / "last.ckpt")
-    args = ["eval-induction", "--ckpt", ckpt, "--min-log2-len", "3", "--max-log2-len", "6", "--num-samples", "24",
-            "--token-budget", "32", "--out-dir", str(out), "--no-progress"]
+    args = ["eval-induction", "--ckpt", ckpt, "--min-log2-len", "3", "--max-log2-len", "5", "--num-samples", "24",
+            "--token-budget", "16", "--out-dir", str(out), "--no-progress"]
     assert main(args) == 0
     with (out / "induction_heads_length.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    assert [int(r["length"]) for r in rows] == [8, 16, 32, 64]
-    assert [r["path"] for r in rows] == ["forward", "forward", "forward", "step"]  # 64 > token budget of 32
+    assert [int(r["length"]) for r in rows] == [8, 16, 32]
+    assert [r["path"] for r in rows] == ["forward", "forward", "step"]  # 32 > token budget of 16
     for row in rows:
         assert int(row["correct"]) == round(float(row["accuracy"]) * 24)
-    assert "| 64 | 6 |" in (out / "induction_heads_length.md").read_text()
+    assert "| 32 | 5 |" in (out / "induction_heads_length.md").read_text()
     assert (out / "induction_heads_length.png").read_bytes()[:4] == b"\x89PNG"
-    with pytest.raises(EvaluationError, match="already exists"):
-        main(args)
+    assert main(args) == 2  # refuses to overwrite earlier results
+    assert "induction_heads_length.csv already exists" in capsys.readouterr().err
 
 
 def test_eval_induction_rejects_bad_checkpoints(tmp_path):
