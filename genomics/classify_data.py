@@ -14,6 +14,7 @@ import re
 import warnings
 
 import lightning.pytorch as pl
+import torch
 from torch.utils.data import DataLoader
 
 from genomics.datasets import LabelledWindowDataset, TiledWindowDataset
@@ -111,6 +112,7 @@ class SequenceClassificationDataModule(pl.LightningDataModule):
     def _loader(self, dataset, batch_size: int, sampler=None) -> DataLoader:
         workers = self.hparams.num_workers
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                          pin_memory=torch.cuda.is_available(),
                           multiprocessing_context="fork" if workers and os.name == "posix" else None)
 
     def train_dataloader(self) -> DataLoader:

@@ -68,6 +68,21 @@ class DNALanguageModel(pl.LightningModule):
         self.metrics[f"{stage}_loss"].reset()
         self.metrics[f"{stage}_acc"].reset()
 
+    def _reset(self, stage: str) -> None:
+        # states are re-created under the current grad mode: a standalone validate() runs in inference mode, and
+        # its inference tensors could not be updated in place by the validation inside a later fit()
+        self.metrics[f"{stage}_loss"].reset()
+        self.metrics[f"{stage}_acc"].reset()
+
+    def on_train_epoch_start(self):
+        self._reset("train")
+
+    def on_validation_epoch_start(self):
+        self._reset("val")
+
+    def on_test_epoch_start(self):
+        self._reset("test")
+
     def on_train_epoch_end(self):
         self._log_epoch("train")
 

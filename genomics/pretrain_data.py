@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 
 import lightning.pytorch as pl
+import torch
 from torch.utils.data import DataLoader
 
 from genomics.datasets import GenomeWindowDataset
@@ -90,7 +91,7 @@ class GenomePretrainDataModule(pl.LightningDataModule):
     def _loader(self, dataset, batch_size: int, fresh: bool) -> DataLoader:
         workers = self.hparams.num_workers
         return DataLoader(dataset, batch_size=batch_size, sampler=WindowIdSampler(len(dataset), fresh),
-                          num_workers=workers, pin_memory=True, persistent_workers=False,
+                          num_workers=workers, pin_memory=torch.cuda.is_available(),
                           multiprocessing_context="fork" if workers and os.name == "posix" else None)
 
     def train_dataloader(self) -> DataLoader:
