@@ -204,7 +204,7 @@ def tune(args):
     bwd_configs = [("scan", 1, 32, 2), ("scan", 2, 32, 4), ("scan", 4, 32, 4), ("scan", 2, 16, 2),
                    ("scan", 4, 16, 4), ("scan", 2, 64, 4), ("seq", 16, 16, 1), ("seq", 8, 16, 1)]
     fwd_configs = [("seq", 16, 32, 1), ("seq", 8, 32, 1), ("seq", 32, 32, 1), ("seq", 16, 32, 2), ("seq", 4, 32, 1),
-                   ("scan", 4, 32, 2)]
+                   ("seq", 2, 32, 1), ("seq", 1, 32, 1), ("scan", 4, 32, 2)]
     if SMOKE:
         bwd_configs, fwd_configs = bwd_configs[:1], fwd_configs[:1]
     best_bwd, best_fwd = None, None
