@@ -96,7 +96,7 @@ class SC09Classifier(nn.Module):
     def __init__(self, num_classes: int = 10, sample_rate: int = 16000, clip_samples: int = 16000, n_mels: int = 32,
                  n_fft: int = 2048, hop_length: int = 512, widths: Sequence[int] = (32, 64, 128),
                  blocks_per_stage: int = 1, groups: int = 8, pool_size: int = 4, hidden_dim: int = 256,
-                 dropout: float = 0.2):
+                 dropout: float = 0.5):
         super().__init__()
         self.front_end = MelFrontEnd(sample_rate, clip_samples, n_mels, n_fft, hop_length)
         self.stem = nn.Sequential(nn.Conv2d(1, widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(widths[0]),
@@ -241,7 +241,7 @@ class SC09ClassifierModule(pl.LightningModule):
     def __init__(self, classes: Sequence[str] = CLASSES, sample_rate: int = 16000, clip_samples: int = 16000,
                  n_mels: int = 32, n_fft: int = 2048, hop_length: int = 512, widths: Sequence[int] = (32, 64, 128),
                  blocks_per_stage: int = 1, groups: int = 8, pool_size: int = 4, hidden_dim: int = 256,
-                 dropout: float = 0.2, lr: float = 3e-3, weight_decay: float = 1e-2, label_smoothing: float = 0.0):
+                 dropout: float = 0.5, lr: float = 3e-3, weight_decay: float = 1e-2, label_smoothing: float = 0.0):
         super().__init__()
         self.save_hyperparameters()
         if len(classes) < 2 or len(set(classes)) != len(classes):
