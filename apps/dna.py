@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 
 USAGE = __doc__.split("\n\n")[1]
@@ -44,13 +45,12 @@ def run_lightning_cli(group: str, args: list[str]):
         from genomics.classify_data import SequenceClassificationDataModule as data_class
 
         callback = _checkpoint_callback("val/acc", "max")
-    saved_argv = sys.argv
-    sys.argv = [f"mamba-dna {group}"]  # LightningCLI reads args only; the program name shows in --help
-    try:
+    # sys.argv must stay intact: Lightning's DDP launcher re-runs it for the other ranks. LightningCLI warns when
+    # args and sys.argv are both given, which is exactly the intent here (the group word is not a CLI argument).
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
         return LightningCLI(model_class, data_class, args=args, seed_everything_default=1234,
                             trainer_defaults={"callbacks": [callback]})
-    finally:
-        sys.argv = saved_argv
 
 
 def report_main(argv: list[str]) -> int:

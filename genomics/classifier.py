@@ -120,8 +120,10 @@ class DNAClassifier(pl.LightningModule):
         self._step(batch, "test")
 
     def _log_epoch(self, stage: str) -> None:
-        self.log(f"{stage}/loss" if stage != "train" else "train/epoch_loss", self.metrics[f"{stage}_loss"].compute())
-        self.log(f"{stage}/acc", self.metrics[f"{stage}_acc"].compute(), prog_bar=stage == "val")
+        # compute() already reduced over ranks; sync_dist only averages identical values (and silences a warning)
+        self.log(f"{stage}/loss" if stage != "train" else "train/epoch_loss", self.metrics[f"{stage}_loss"].compute(),
+                 sync_dist=True)
+        self.log(f"{stage}/acc", self.metrics[f"{stage}_acc"].compute(), prog_bar=stage == "val", sync_dist=True)
         self.metrics[f"{stage}_loss"].reset()
         self.metrics[f"{stage}_acc"].reset()
 

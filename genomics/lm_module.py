@@ -62,9 +62,11 @@ class DNALanguageModel(pl.LightningModule):
     def _log_epoch(self, stage: str) -> None:
         loss = self.metrics[f"{stage}_loss"].compute()
         acc = self.metrics[f"{stage}_acc"].compute()
-        self.log(f"{stage}/loss" if stage != "train" else "train/epoch_loss", loss, prog_bar=stage == "val")
-        self.log(f"{stage}/ppl", torch.exp(loss))
-        self.log(f"{stage}/acc", acc, prog_bar=stage == "val")
+        # compute() already reduced over ranks; sync_dist only averages identical values (and silences a warning)
+        self.log(f"{stage}/loss" if stage != "train" else "train/epoch_loss", loss, prog_bar=stage == "val",
+                 sync_dist=True)
+        self.log(f"{stage}/ppl", torch.exp(loss), sync_dist=True)
+        self.log(f"{stage}/acc", acc, prog_bar=stage == "val", sync_dist=True)
         self.metrics[f"{stage}_loss"].reset()
         self.metrics[f"{stage}_acc"].reset()
 
