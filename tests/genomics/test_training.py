@@ -110,3 +110,25 @@ def test_predict_writes_record_and_window_probabilities(species_run):
     assert sum(float(rows["lower"][c]) for c in columns) == pytest.approx(1.0, abs=1e-5)
     with pytest.raises(FileExistsError, match="refusing to overwrite"):
         _trainer(folder).predict(model, dm, return_predictions=False)
+
+
+def test_sequence_length_warmup_doubles_windows_at_fixed_tokens(tmp_path):
+    from pathlib import Path
+
+    fasta = Path(__file__).resolve().parents[1] / "data" / "dna" / "MT-human.fa"
+    seen = []
+
+    class Spy(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if batch_idx == 0:
+                seen.append(tuple(batch["input_ids"].shape))
+
+    dm = GenomePretrainDataModule(str(fasta), length=64, batch_size=2, train_windows=4, valid_windows=2,
+                                  warmup_min_length=16, warmup_epochs_per_stage=1, index_dir=str(tmp_path))
+    model = DNALanguageModel(d_model=8, n_layer=1, d_state=2)
+    _trainer(tmp_path, max_epochs=4, reload_dataloaders_every_n_epochs=1, enable_checkpointing=False,
+             limit_val_batches=0, callbacks=[Spy()]).fit(model, dm)
+    assert seen == [(8, 16), (4, 32), (2, 64), (2, 64)]  # 128 tokens per batch; 2 steps per epoch throughout
+    with pytest.raises(ValueError, match="reload_dataloaders_every_n_epochs: 1"):
+        _trainer(tmp_path, max_epochs=1, enable_checkpointing=False, limit_val_batches=0).fit(
+            DNALanguageModel(d_model=8, n_layer=1, d_state=2), dm)
