@@ -29,11 +29,11 @@ def encode_window(reader: FastaReader, tokenizer: DNATokenizer, chrom: str, star
     try:
         ids = tokenizer.encode_array(text)
     except TokenizerError as exc:
-        pos = start + int(str(exc).split("position ")[1].split()[0]) if "position " in str(exc) else start
-        raise FastaFormatError(reader.path, f"{exc} (base {pos})", record=chrom,
+        pos = start + (exc.position or 0)
+        raise FastaFormatError(reader.path, f"{exc} (base {pos} of the record)", record=chrom,
                                line=reader.line_number(chrom, pos)) from exc
     if reverse:
-        ids = tokenizer._complement_ids[ids[::-1]]
+        ids = tokenizer.reverse_complement_array(ids)
     real = len(ids)
     if real < length:
         ids = np.concatenate([ids, np.full(length - real, PAD_ID, dtype=ids.dtype)])

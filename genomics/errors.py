@@ -40,3 +40,7 @@ class BedFormatError(SequenceFileError):
 
 class TokenizerError(ValueError):
     """A sequence holds characters the tokenizer refuses (strict mode or non-nucleotide symbols)."""
+
+    def __init__(self, message: str, position: int | None = None):
+        self.position = position
+        super().__init__(message)

@@ -17,7 +17,7 @@ import pyfaidx
 
 from genomics.bgzf import BgzfReader
 from genomics.errors import FastaFormatError
-from genomics.fasta_index import FaiEntry, load_index
+from genomics.fasta_index import FaiEntry, index_paths, load_index
 
 _N_RUN = re.compile(r"[Nn]+")
 
@@ -64,8 +64,6 @@ class FastaReader:
             if self.compressed:
                 self._backend = BgzfReader(self.path, self._blocks)
             else:
-                from genomics.fasta_index import index_paths
-
                 fai, _ = index_paths(self.path, self.index_dir)
                 self._backend = pyfaidx.Faidx(str(self.path), indexname=str(fai), as_raw=True, build_index=False,
                                               rebuild=False, one_based_attributes=False)

@@ -54,13 +54,13 @@ class DNATokenizer:
         try:
             raw = np.frombuffer(sequence.encode("ascii"), dtype=np.uint8)
         except UnicodeEncodeError as exc:
-            raise TokenizerError(f"non-ASCII character at position {exc.start} of the sequence") from None
+            raise TokenizerError(f"non-ASCII character at position {exc.start} of the sequence", exc.start) from None
         ids = self._table[raw]
         if (ids < 0).any():
             pos = int(np.argmax(ids < 0))
             symbol = sequence[pos]
             why = "an IUPAC ambiguity code (strict mode)" if symbol.upper() in AMBIGUOUS_CODES else "not a nucleotide"
-            raise TokenizerError(f"character {symbol!r} at position {pos} is {why}")
+            raise TokenizerError(f"character {symbol!r} at position {pos} is {why}", pos)
         return ids
 
     def encode(self, sequence: str, add_bos: bool = False, add_eos: bool = False) -> torch.Tensor:
@@ -71,6 +71,10 @@ class DNATokenizer:
     def decode(self, ids, skip_special: bool = True) -> str:
         ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
         return "".join(VOCAB[i] for i in ids if not (skip_special and i < len(SPECIAL_TOKENS)))
+
+    def reverse_complement_array(self, ids: np.ndarray) -> np.ndarray:
+        """Reverse complement of a 1-D numpy array of token ids."""
+        return self._complement_ids[ids[::-1]]
 
     def reverse_complement_ids(self, ids: torch.Tensor) -> torch.Tensor:
         """Reverse complement along the last axis; specials and N stay themselves."""

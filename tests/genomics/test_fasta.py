@@ -121,3 +121,17 @@ def test_fetch_outside_record_names_record(data_dir, index_dir):
         reader.fetch("MT_human", 16000, 17000)
     with pytest.raises(FastaFormatError, match="no record named 'chrZ'"):
         reader.fetch("chrZ", 0, 1)
+
+
+def test_strict_window_error_names_file_record_and_line(tmp_path):
+    from genomics.datasets import encode_window
+    from genomics.tokenizer import DNATokenizer
+
+    path = tmp_path / "amb.fa"
+    path.write_text(">r1\nACGTACGTAC\n>r2\nACGTACGTAC\nACGTRCGTAC\n")
+    reader = FastaReader(path)  # R is a valid IUPAC code, so indexing accepts it
+    ids, real = encode_window(reader, DNATokenizer(), "r2", 10, 20, 12)
+    assert real == 10 and ids[4] == DNATokenizer.n_id and ids[10:].tolist() == [0, 0]
+    with pytest.raises(FastaFormatError, match=r"amb\.fa, record 'r2', line 5: character 'R' at position 4 is an "
+                                               r"IUPAC ambiguity code \(strict mode\) \(base 14 of the record\)"):
+        encode_window(reader, DNATokenizer(strict=True), "r2", 10, 20, 12)
