@@ -30,6 +30,7 @@ from .data import InductionHeadsSpec, induction_heads_batch, seeded_generator
 from .module import SyntheticLM
 
 OUTPUT_STEM = "induction_heads_length"
+ATTENTION_SCORE_BUDGET = 2**28  # query-key pairs per Transformer call (e.g. one sequence of 2^14)
 
 
 class EvaluationError(ValueError):
@@ -100,6 +101,8 @@ def evaluate_induction(
         if mode == "auto":
             path = "forward" if module.arch == "transformer" or length <= token_budget else "step"
         batch_size = num_samples if path == "step" else max(1, min(num_samples, token_budget // length))
+        if module.arch == "transformer":  # attention may materialise (batch, heads, L, L) scores
+            batch_size = max(1, min(batch_size, ATTENTION_SCORE_BUDGET // length**2))
         spec = InductionHeadsSpec(seq_len=length, vocab_size=module.vocab_size)
         start, correct, done, index = time.perf_counter(), 0, 0, 0
         while done < num_samples:
