@@ -14,6 +14,9 @@ The long-waveform set (YouTubeMix-style) is a folder of long audio files cut int
 ``sample_len`` samples (SaShiMi used up to 1M-sample windows). Files are split by natural-sorted order, 88% / 6% / 6%
 for train / validation / test as upstream. Windows are read straight from disk when the file is already at the target
 rate; otherwise the whole file is read and resampled once (the last file is cached).
+
+Under DDP/FSDP (``--trainer.devices N``) every rank trains on a disjoint shard of one shared per-epoch shuffle, and
+``batch_size`` is per device (global batch = devices x batch_size x accumulate_grad_batches; docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import soundfile as sf
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from audio import mulaw
 from audio.wav_io import AudioFileError, read_audio
@@ -236,13 +239,25 @@ class _AutoregressiveDataModule(pl.LightningDataModule):
             if split not in self.datasets:
                 self.datasets[split] = self._make(split)
 
+    def _train_sampler(self, dataset: Dataset) -> DistributedSampler | None:
+        """Under DDP/FSDP: each rank a disjoint shard of one shared shuffle (reshuffled every epoch by Lightning's
+        ``set_epoch``). Unlike the sampler Lightning would insert, the ``len % world`` left-over clips are dropped
+        instead of padding the epoch with repeats, so no clip is trained on twice in an epoch."""
+        trainer = self.trainer
+        if trainer is None or trainer.world_size < 2:
+            return None
+        return DistributedSampler(dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=True,
+                                  seed=int(os.environ.get("PL_GLOBAL_SEED", 0)), drop_last=True)
+
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         if split not in self.datasets:
             self.datasets[split] = self._make(split)
+        dataset = self.datasets[split]
+        sampler = self._train_sampler(dataset) if shuffle else None
         return DataLoader(
-            self.datasets[split], batch_size=self.batch_size if shuffle else self.eval_batch_size, shuffle=shuffle,
-            num_workers=self.num_workers, collate_fn=_Collate(self.pad_multiple),
-            persistent_workers=self.num_workers > 0, drop_last=False)
+            dataset, batch_size=self.batch_size if shuffle else self.eval_batch_size,
+            shuffle=shuffle and sampler is None, sampler=sampler, num_workers=self.num_workers,
+            collate_fn=_Collate(self.pad_multiple), persistent_workers=self.num_workers > 0, drop_last=False)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -61,8 +61,11 @@ class AudioLM(pl.LightningModule):
                                ignore_index=IGNORE_INDEX)
         count = int((targets != IGNORE_INDEX).sum())
         on_step = split == "train"
-        self.log(f"{split}/nll", loss, batch_size=count, prog_bar=True, on_step=on_step, on_epoch=True)
-        self.log(f"{split}/bits_per_sample", loss / math.log(2), batch_size=count, on_step=on_step, on_epoch=True)
+        sync = not on_step  # DDP: validation/test values are the sample-weighted mean over all ranks
+        self.log(f"{split}/nll", loss, batch_size=count, prog_bar=True, on_step=on_step, on_epoch=True,
+                 sync_dist=sync)
+        self.log(f"{split}/bits_per_sample", loss / math.log(2), batch_size=count, on_step=on_step, on_epoch=True,
+                 sync_dist=sync)
         return loss
 
     def training_step(self, batch, batch_idx):
@@ -78,6 +81,11 @@ class AudioLM(pl.LightningModule):
     def on_fit_start(self) -> None:
         self.print(f"SaShiMi ({self.hparams.block} blocks, centre {self.hparams.center_block or self.hparams.block}):"
                    f" {self.num_parameters / 1e6:.2f}M parameters")
+        per_device = getattr(self.trainer.datamodule, "batch_size", None)
+        if per_device:  # the LR is tuned for a global batch; keep it when adding devices (docs/scaling.md)
+            devices, accumulate = self.trainer.world_size, self.trainer.accumulate_grad_batches
+            self.print(f"global batch {devices * per_device * accumulate} clips per optimizer step = {devices} "
+                       f"device(s) x batch {per_device} x {accumulate} accumulated; lr {self.hparams.lr}")
 
     def configure_optimizers(self):
         decay, no_decay = [], []
