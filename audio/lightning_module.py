@@ -46,6 +46,11 @@ class AudioLM(pl.LightningModule):
                              mamba_d_conv=mamba_d_conv, mamba_expand=mamba_expand, s4d_d_state=s4d_d_state,
                              attn_head_dim=attn_head_dim)
         self.train_steps_this_run = 0  # optimizer steps taken since construction (tells a resumed run apart)
+        # Weight-decay groups are decided here, on the unwrapped model: FSDP (use_orig_params) later turns every
+        # parameter into a 1-D shard view, so an ndim test in configure_optimizers would exempt every weight.
+        for param in self.model.parameters():
+            if param.ndim < 2:
+                param._no_weight_decay = True
 
     @property
     def num_parameters(self) -> int:
@@ -92,7 +97,7 @@ class AudioLM(pl.LightningModule):
         for param in self.model.parameters():
             if not param.requires_grad:
                 continue
-            (no_decay if param.ndim < 2 or getattr(param, "_no_weight_decay", False) else decay).append(param)
+            (no_decay if getattr(param, "_no_weight_decay", False) else decay).append(param)
         optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=self.hparams.lr, betas=tuple(self.hparams.betas))

@@ -26,6 +26,7 @@ import pytest
 import torch
 
 from audio.datasets import SC09DataModule
+from audio.lightning_module import AudioLM
 from genomics.windows import WindowIdSampler
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -175,3 +176,15 @@ def test_audio_train_sampler_shards_without_repeats():
         assert [len(s) for s in shards] == [3, 3] and len(set(shards[0]) | set(shards[1])) == 6  # 7th dropped
         orders.append(shards)
     assert orders[0] != orders[1]  # reshuffled every epoch
+
+
+def test_audio_weight_decay_groups_survive_fsdp_flattening():
+    module = AudioLM(d_model=8, n_layers=1, mamba_d_state=4, schedule_steps=10)
+    names = {id(p): name for name, p in module.model.named_parameters()}
+    decayed = {name for name, p in module.model.named_parameters() if p.ndim >= 2 and not name.endswith("A_log")}
+    for param in module.model.parameters():  # what FSDP's use_orig_params views look like: 1-D shards
+        param.data = param.data.reshape(-1)
+    groups = module.configure_optimizers()["optimizer"].param_groups
+    assert [g["weight_decay"] for g in groups] == [0.1, 0.0]
+    assert {names[id(p)] for p in groups[0]["params"]} == decayed and decayed
+    assert {names[id(p)] for p in groups[1]["params"]} == set(names.values()) - decayed
