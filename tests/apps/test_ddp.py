@@ -8,7 +8,9 @@ DDP kept the ranks' weights identical; only rank 0 wrote logs/checkpoints; and t
 different device count (1 device, gradient accumulation 2 keeps the global batch) with the weights, step count and
 LR schedule restored and fresh, non-repeated windows for the next epoch. Audio: the shipped tiny SC09 config runs
 unchanged on 2 ranks, each clip trained on exactly once per epoch; the training sampler drops the odd clip left over
-rather than repeating one.
+rather than repeating one. FSDP needs CUDA, so for it only the flags of docs/scaling.md are checked (parsed by both
+CLIs, naming blocks the models contain) and the audio weight-decay groups under FSDP's 1-D parameter views. The
+scaling benchmark's genome writer and report table are checked too (its GPU run is not CI).
 """
 
 from __future__ import annotations
@@ -24,9 +26,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+import yaml
 
+from apps import audio as audio_app
+from apps import dna as dna_app
 from audio.datasets import SC09DataModule
 from audio.lightning_module import AudioLM
+from benchmarks.ddp_scaling import table, write_random_genome
+from genomics.fasta import FastaReader
+from genomics.lm_module import DNALanguageModel
 from genomics.windows import WindowIdSampler
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -188,3 +196,40 @@ def test_audio_weight_decay_groups_survive_fsdp_flattening():
     assert [g["weight_decay"] for g in groups] == [0.1, 0.0]
     assert {names[id(p)] for p in groups[0]["params"]} == decayed and decayed
     assert {names[id(p)] for p in groups[1]["params"]} == set(names.values()) - decayed
+
+
+@pytest.mark.parametrize("program, config, block, model", [
+    ("dna", "configs/dna/pretrain_mt_human_cpu.yaml", "mamba_core.modules.Block",
+     lambda: DNALanguageModel(d_model=8, n_layer=2)),
+    ("audio", "configs/audio/sc09_tiny.yaml", "audio.layers.MambaResidual",
+     lambda: AudioLM(d_model=8, n_layers=1, mamba_d_state=4)),
+])
+def test_fsdp_flags_of_docs_parse_and_wrap_blocks(program, config, block, model, capsys):
+    """docs/scaling.md's FSDP flags are accepted by the CLI (FSDP itself needs CUDA) and name blocks that exist."""
+    flags = ["--trainer.strategy=lightning.pytorch.strategies.FSDPStrategy",
+             f"--trainer.strategy.auto_wrap_policy=[{block}]", "--trainer.strategy.state_dict_type=full",
+             "--print_config"]
+    main, words = (dna_app.main, ["pretrain", "fit"]) if program == "dna" else (audio_app.main, ["fit"])
+    with pytest.raises(SystemExit) as exit_info:
+        main([*words, "--config", str(ROOT / config), *flags])
+    assert exit_info.value.code in (0, None)
+    strategy = yaml.safe_load(capsys.readouterr().out)["trainer"]["strategy"]
+    assert strategy["class_path"] == "lightning.pytorch.strategies.FSDPStrategy"
+    assert strategy["init_args"]["auto_wrap_policy"] == [block]
+    assert strategy["init_args"]["state_dict_type"] == "full"
+    module_name, class_name = block.rsplit(".", 1)
+    block_class = getattr(__import__(module_name, fromlist=[class_name]), class_name)
+    assert sum(isinstance(m, block_class) for m in model().modules()) >= 1
+
+
+def test_scaling_benchmark_genome_and_report(tmp_path):
+    write_random_genome(tmp_path / "g.fa", records=2, record_length=800)
+    reader = FastaReader(tmp_path / "g.fa", index_dir=tmp_path)
+    assert reader.lengths() == {"chr1": 800, "chr2": 800}
+    assert set(reader.fetch("chr2", 0, 800)) == set("ACGT")
+    run = {"length": 65536, "device_name": "H100", "torch": "2.x", "strategy": "DDPStrategy",
+           "accumulate_grad_batches": 2, "tokens_per_step": 2**20, "peak_gib": 10.0}
+    report = table([{**run, "devices": 1, "tokens_per_s": 1000.0, "seconds_per_step": 1.0},
+                    {**run, "devices": 2, "tokens_per_s": 1850.0, "seconds_per_step": 0.54}])
+    assert "| 2 | DDPStrategy | 2 | 1048576 | 0.540 | 1,850 | 10.00 | 1.85x | 92% |" in report
+    assert report.endswith("2-device speedup 1.85x (target >= 1.8x): PASS")
