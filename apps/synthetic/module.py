@@ -31,6 +31,18 @@ def no_weight_decay(name: str, param: nn.Parameter) -> bool:
     )
 
 
+class ValidationSummary(pl.Callback):
+    """One plain line per validation (step, loss, accuracies), readable in logs with the progress bar off."""
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        metrics = trainer.callback_metrics
+        keys = [k for k in ("val/loss", "val/acc", "val/seq_acc") if k in metrics]
+        shown = " ".join(f"{k} {float(metrics[k]):.4f}" for k in keys)
+        pl_module.print(f"[{pl_module.hparams.arch} {pl_module.hparams.task}] step {trainer.global_step}: {shown}")
+
+
 class SyntheticLM(pl.LightningModule):
     """Next-token model trained on the answer positions of a synthetic task.
 
@@ -92,6 +104,9 @@ class SyntheticLM(pl.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         self._shared_step(batch, "val")
+
+    def configure_callbacks(self):
+        return [ValidationSummary()]
 
     def configure_optimizers(self):
         hp = self.hparams

@@ -60,11 +60,13 @@ def accuracies():
 
 
 def test_s6_learns_selective_copying(accuracies):
-    assert accuracies["mamba"] >= 0.95
+    # seeds 0-7 gave 0.93-1.00 (seed 0: 0.998); chance is 1/6
+    assert accuracies["mamba"] >= 0.9
 
 
 def test_without_selection_the_same_network_fails(accuracies):
     chance = SPEC.chance_accuracy
+    # seeds 0-7 gave 0.30-0.69 (seed 0: 0.494), each at least 0.28 below S6 with the same seed
     assert accuracies["s4"] < 0.75
     assert accuracies["mamba"] - accuracies["s4"] >= 0.25
     assert accuracies["s4"] >= chance - 0.05  # it trains (sanity), it just cannot select
