@@ -210,11 +210,13 @@ def main(argv=None) -> int:
     from genomics.fasta import FastaReader
 
     FastaReader(genome)  # build the .fai once here, not in every rank
-    results = [run_one(args, n, genome, out) for n in args.devices]
-    report = table(results)
+    results = []
+    for devices in args.devices:  # results are written after every run, so a failed later run keeps the earlier
+        results.append(run_one(args, devices, genome, out))
+        report = table(results)
+        (out / "results.json").write_text(json.dumps(results, indent=1))
+        (out / "results.md").write_text(report + "\n")
     print("\n" + report)
-    (out / "results.json").write_text(json.dumps(results, indent=1))
-    (out / "results.md").write_text(report + "\n")
     return 0
 
 
