@@ -62,27 +62,31 @@ def dist_rank_world() -> tuple[int, int]:
 class WindowIdSampler(DistributedSampler):
     """Yields window ids; a DistributedSampler subclass, so Lightning keeps it under DDP and calls ``set_epoch``.
 
-    ``fresh_each_epoch=True`` (training): epoch e uses ids [e*T, (e+1)*T), i.e. new random windows every epoch.
-    ``fresh_each_epoch=False`` (evaluation): ids [0, T) every epoch. T = ceil(n / world) * world; each rank takes
-    ids ``rank, rank + world, ...``. Evaluation ids past ``n`` wrap around (a few repeats, as DistributedSampler does).
+    ``fresh_each_epoch=True`` (training): epoch e uses ids [e*T, (e+1)*T), i.e. new random windows every epoch, in
+    an order shuffled by (seed, epoch), so that batches do not follow the cyclic ``id % n_classes`` label pattern.
+    ``fresh_each_epoch=False`` (evaluation): ids [0, T) every epoch, in order. T = ceil(n / world) * world; each rank
+    takes every world-th id of the (shuffled) list from its rank on, so ranks never share a window. Evaluation ids
+    past ``n`` wrap around (a few repeats, as DistributedSampler does).
     """
 
     def __init__(self, num_windows: int, fresh_each_epoch: bool, num_replicas: int | None = None,
-                 rank: int | None = None):
+                 rank: int | None = None, seed: int = 0):
         found_rank, found_world = dist_rank_world()
         num_replicas = found_world if num_replicas is None else num_replicas
         rank = found_rank if rank is None else rank
-        super().__init__(range(num_windows), num_replicas=num_replicas, rank=rank, shuffle=False)
+        super().__init__(range(num_windows), num_replicas=num_replicas, rank=rank, shuffle=False, seed=seed)
         self.num_windows = num_windows
         self.fresh_each_epoch = fresh_each_epoch
         self.per_rank = math.ceil(num_windows / num_replicas)
         self.total = self.per_rank * num_replicas
 
     def __iter__(self):
-        base = self.epoch * self.total if self.fresh_each_epoch else 0
-        for k in range(self.per_rank):
-            wid = self.rank + k * self.num_replicas
-            yield base + wid if self.fresh_each_epoch else wid % self.num_windows
+        if self.fresh_each_epoch:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(self.total)
+            base = self.epoch * self.total
+            yield from (base + int(i) for i in order[self.rank :: self.num_replicas])
+        else:
+            yield from ((self.rank + k * self.num_replicas) % self.num_windows for k in range(self.per_rank))
 
     def __len__(self) -> int:
         return self.per_rank
