@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The GPU measurements behind the issues' notes, in sections that fit one device call each (<= 10 minutes).
+# Usage on the GPU machine, from the repository root, with the wheels the image lacks in .whl/:
+#   bash benchmarks/device_suite.sh kernel dna-length synthetic audio-throughput     # call 1
+#   bash benchmarks/device_suite.sh audio-pipeline                                    # call 2
+# Every section has a hard time limit; logs go to $OUT (or runs/device) as <section>.log.
+set -u
+OUT=${OUT:-runs/device}
+mkdir -p "$OUT"
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site:$PWD
+else
+  export PYTHONPATH=$PWD
+fi
+export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0
+run() {  # run <seconds> <log> <command...>
+  local limit=$1 log=$2; shift 2
+  echo "### $(date +%T) [$limit s] $*" | tee -a "$OUT/$log"
+  timeout "$limit" "$@" 2>&1 | tee -a "$OUT/$log"
+  echo "### exit ${PIPESTATUS[0]}" | tee -a "$OUT/$log"
+}
+for section in "$@"; do
+  start=$SECONDS
+  case $section in
+    kernel)
+      nvidia-smi -L
+      run 110 kernel.log python3 benchmarks/scan.py --check
+      run 190 kernel.log python3 benchmarks/scan.py --bench --decode ;;
+    dna-length)
+      run 120 dna.log python3 benchmarks/dna_length.py --device cuda --max-log2-len 20 --steps 1 --warmup 1 \
+        --csv "$OUT/dna_length.csv" ;;
+    synthetic)
+      run 80 synthetic.log python3 -m apps.synthetic.cli fit --config configs/synthetic/induction_heads_s6.yaml \
+        --trainer.max_time 00:00:01:00 --trainer.enable_progress_bar false
+      ckpt=$(ls -t runs/synthetic/induction_heads_s6/lightning_logs/version_*/checkpoints/last.ckpt | head -1)
+      run 60 synthetic.log python3 -m apps.synthetic.cli eval-induction --ckpt "$ckpt" --max-log2-len 20 \
+        --num-samples 32 --out-dir "$OUT/induction" --no-progress ;;
+    audio-throughput)
+      run 90 audio.log python3 benchmarks/audio_throughput.py --device cuda --gen-steps 512 ;;
+    audio-pipeline)
+      run 100 audio.log python3 -m apps.audio fit --config configs/audio/sc09_mini_gpu.yaml \
+        --trainer.max_time 00:00:01:20
+      ckpt=$(ls -t runs/audio/sc09_mini_mamba_6m/version_*/checkpoints/last.ckpt | head -1)
+      run 100 audio.log python3 -m apps.audio generate --checkpoint "$ckpt" --out-dir runs/gen64 --num-samples 64 \
+        --batch-size 64 --sort-by-likelihood --no-progress
+      run 50 audio.log python3 -m apps.audio train-classifier --data.root tests/data/sc09_mini --data.batch_size 32 \
+        --trainer.max_epochs 40 --trainer.accelerator gpu --trainer.devices 1 --trainer.enable_progress_bar false \
+        --trainer.default_root_dir runs/sc09_classifier --seed_everything 0
+      run 40 audio.log python3 -m apps.audio score runs/gen64 --classifier runs/sc09_classifier/checkpoints/best.ckpt \
+        --train-root tests/data/sc09_mini --out "$OUT/sc09_scores" --device cuda --no-progress
+      cp runs/gen64/likelihoods.tsv runs/gen64/clips.png "$OUT/" 2>/dev/null ;;
+    *) echo "unknown section $section"; exit 2 ;;
+  esac
+  echo "### section $section took $((SECONDS - start)) s" | tee -a "$OUT/sections.log"
+done
