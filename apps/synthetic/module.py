@@ -26,6 +26,7 @@ def answer_logits(logits: torch.Tensor, targets: torch.Tensor, vocab_size: int) 
 
 
 def no_weight_decay(name: str, param: nn.Parameter) -> bool:
+    """Biases, norms, embeddings, Mamba's A_log/D (marked ``_no_weight_decay``) and the ablation's B/C."""
     return param.dim() < 2 or getattr(param, "_no_weight_decay", False) or "embedding" in name or name.endswith(
         (".B", ".C")
     )
