@@ -26,21 +26,30 @@ class SyntheticCLI(LightningCLI):
         parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="parse")
 
 
-def run_lightning(args: list[str]) -> SyntheticCLI:
+DESCRIPTION = (
+    "Train/validate Mamba (S6), its non-selective S4 ablation or a Transformer on selective copying or induction "
+    "heads. Length-generalisation test of a trained induction-heads model: mamba-synthetic eval-induction --help"
+)
+
+
+def run_lightning(args: list[str] | None) -> SyntheticCLI:
+    """LightningCLI over SyntheticLM + SyntheticDataModule; ``args=None`` reads sys.argv."""
     if torch.cuda.is_available():
         torch.set_float32_matmul_precision("high")
-    return SyntheticCLI(SyntheticLM, SyntheticDataModule, args=args, auto_configure_optimizers=False)
+    return SyntheticCLI(SyntheticLM, SyntheticDataModule, args=args, auto_configure_optimizers=False,
+                        parser_kwargs={"description": DESCRIPTION})
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (2 with a one-line message for bad input, files or settings)."""
+    from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] == "eval-induction":
             from .evaluate import main as eval_main
 
             return eval_main(argv[1:])
-        run_lightning(argv)
+        run_lightning(None if from_command_line else argv)
     except ValueError as err:  # EvaluationError, SyntheticTaskError and the model's argument checks
         print(f"mamba-synthetic: error: {err}", file=sys.stderr)
         return 2
