@@ -2,8 +2,10 @@
 
 The ancestor (per chromosome) is random sequence with a few interspersed repeat families (soft-masked lower case,
 like RepeatMasker output) and one N gap. Each tree branch then applies substitutions at its own rate with a
-lineage-specific base composition, and inserts copies of a lineage-specific repeat family, so descendants share
-most sequence (like real apes) but differ in local statistics a classifier can learn; ``divergence`` scales how far
+lineage-specific GC content, and inserts copies of a lineage-specific repeat family and of a short lineage motif
+(6-10 bp, like a lineage-specific binding-site or microsatellite expansion), on either strand, so
+descendants share most sequence (like real apes) but differ in local statistics a classifier can learn; both signals
+are strand-symmetric, like real genomes, so reverse-complement augmentation does not erase them; ``divergence`` scales how far
 they drift (smaller = harder). Everything is seeded; one FASTA per species is written, 60 bases per line.
 """
 
@@ -29,15 +31,21 @@ APE_TREE = (
 APE_SPECIES = ("human", "chimpanzee", "bonobo", "gorilla", "orangutan")
 
 
-def _insert_repeats(seq: np.ndarray, masked: np.ndarray, rng: np.random.Generator, family: np.ndarray,
+def _insert_repeats(seq: np.ndarray, masked: np.ndarray | None, rng: np.random.Generator, family: np.ndarray,
                     copies: int, copy_divergence: float) -> None:
     for _ in range(copies):
         start = int(rng.integers(0, len(seq) - len(family)))
-        copy = family.copy()
+        copy = family.copy() if rng.random() < 0.5 else (3 - family[::-1])  # either strand (codes: A0 C1 G2 T3)
         hits = rng.random(len(copy)) < copy_divergence
         copy[hits] = rng.integers(0, 4, int(hits.sum()))
         seq[start : start + len(copy)] = copy
-        masked[start : start + len(copy)] = True
+        if masked is not None:
+            masked[start : start + len(copy)] = True
+
+
+def _strand_symmetric(gc: float) -> np.ndarray:
+    """Base composition with p(A) = p(T) and p(C) = p(G), as real mutation biases are (the strands pair)."""
+    return np.array([(1 - gc) / 2, gc / 2, gc / 2, (1 - gc) / 2])
 
 
 def _evolve(seq: np.ndarray, masked: np.ndarray, rng: np.random.Generator, rate: float,
@@ -52,7 +60,8 @@ def make_species_genomes(out_dir: str | os.PathLike, species: tuple[str, ...] = 
                          overwrite: bool = False) -> dict[str, Path]:
     """Write ``<out_dir>/<species>.fa`` for each species; returns {species: path}. Chromosomes shrink by 10 % each.
 
-    ``divergence`` = 1 gives ~10 % substitutions per unit branch length plus lineage repeats every ~1.5 kb.
+    ``divergence`` = 1 gives, per unit branch length, ~10 % substitutions, a lineage repeat copy every ~1.5 kb and
+    a lineage motif every ~200 bases.
     Refuses to overwrite existing files unless ``overwrite``.
     """
     unknown = set(species) - {child for child, _, _ in APE_TREE}
@@ -67,8 +76,9 @@ def make_species_genomes(out_dir: str | os.PathLike, species: tuple[str, ...] = 
             raise FileExistsError(f"refusing to overwrite {existing}; pass overwrite=True or another folder")
     rng = np.random.default_rng(seed)
     shared_families = [rng.integers(0, 4, int(rng.integers(150, 400)), dtype=np.uint8) for _ in range(3)]
-    lineage = {child: (rng.dirichlet(np.full(4, 6.0)),  # lineage base composition of new substitutions
-                       rng.integers(0, 4, int(rng.integers(200, 500)), dtype=np.uint8))  # lineage repeat family
+    lineage = {child: (_strand_symmetric(rng.uniform(0.2, 0.8)),  # lineage GC content of new substitutions
+                       rng.integers(0, 4, int(rng.integers(200, 500)), dtype=np.uint8),  # lineage repeat family
+                       rng.integers(0, 4, int(rng.integers(6, 11)), dtype=np.uint8))  # lineage short motif
                for child, _, _ in APE_TREE}
     records: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {name: [] for name in species}
     for c in range(n_chromosomes):
@@ -79,11 +89,14 @@ def make_species_genomes(out_dir: str | os.PathLike, species: tuple[str, ...] = 
             _insert_repeats(seq, masked, rng, family, copies=max(1, size // 4000), copy_divergence=0.15)
         for child, parent, length in APE_TREE:
             seq, masked = (a.copy() for a in genomes[parent])
-            composition, family = lineage[child]
+            composition, family, motif = lineage[child]
             _evolve(seq, masked, rng, min(0.75, 0.1 * divergence * length), composition)
             copies = int(divergence * length * size / 1500)
             if copies:
                 _insert_repeats(seq, masked, rng, family, copies, copy_divergence=0.1)
+            motifs = int(divergence * length * size / 200)
+            if motifs:
+                _insert_repeats(seq, None, rng, motif, motifs, copy_divergence=0.0)
             genomes[child] = (seq, masked)
         for name in species:
             records[name].append(genomes[name])

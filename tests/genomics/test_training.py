@@ -68,7 +68,7 @@ def test_classifier_loads_backbone_from_ckpt_and_folder(pretrained, tmp_path):
 @pytest.fixture(scope="module")
 def species_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("species")
-    paths = make_species_genomes(folder / "genomes", n_chromosomes=3, chromosome_length=40_000, divergence=3.0,
+    paths = make_species_genomes(folder / "genomes", n_chromosomes=3, chromosome_length=40_000, divergence=6.0,
                                  seed=1)
     pl.seed_everything(0)
     dm = SequenceClassificationDataModule(fasta_files={k: str(v) for k, v in paths.items()}, length=1024,
@@ -82,7 +82,7 @@ def species_run(tmp_path_factory):
 def test_classifier_beats_chance_on_synthetic_species(species_run):
     model, trainer, _ = species_run
     assert model.class_names == ["human", "chimpanzee", "bonobo", "gorilla", "orangutan"]
-    assert trainer.callback_metrics["val/acc"] > 0.4  # chance: 0.2
+    assert trainer.callback_metrics["val/acc"] > 0.5  # chance: 0.2
 
 
 def test_predict_writes_record_and_window_probabilities(species_run):
