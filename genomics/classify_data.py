@@ -3,7 +3,8 @@
 Labels come either from the file (``fasta_files: {label: path or [paths]}``, one class per species/assembly) or from
 each record's header via ``label_regex`` (first capture group, or a group named ``label``) over ``files``.
 Records are split train/valid/test per class (stratified; see ``genomics.intervals.split_records``), so no window
-leaks between splits; training windows are fresh each epoch, evaluation windows fixed, labels balanced
+leaks between splits; when all classes have the same record names (chromosomes of related species) the same names
+are held out in every class; training windows are fresh each epoch, evaluation windows fixed, labels balanced
 (``label = window id % n_classes``). ``predict_fasta`` tiles every record of a new FASTA for ``predict``.
 """
 
@@ -14,6 +15,7 @@ import re
 import warnings
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -24,6 +26,20 @@ from genomics.tokenizer import DNATokenizer
 from genomics.windows import WindowIdSampler
 
 _SPLIT_SEEDS = {"train": 0, "valid": 1_000_003, "test": 2_000_029}
+
+
+def shared_held_out_records(records: dict[str, list[tuple[int, str, int]]], fractions: tuple[float, float, float],
+                            seed: int) -> tuple[list[str] | None, list[str] | None]:
+    """When every class has the same record names (homologous chromosomes of related species), hold out the same
+    names in every class, so that no class trains on a chromosome whose homologue is evaluated in another class."""
+    names = [{name for _, name, _ in recs} for recs in records.values()]
+    common = sorted(set.intersection(*names))
+    if len(common) < 3 or any(len(n) != len(common) for n in names):
+        return None, None
+    order = [common[i] for i in np.random.default_rng(seed).permutation(len(common))]
+    n_valid = max(1, round(fractions[1] * len(common)))
+    n_test = max(1, round(fractions[2] * len(common)))
+    return order[:n_valid], order[n_valid : n_valid + n_test]
 
 
 class SequenceClassificationDataModule(pl.LightningDataModule):
@@ -89,10 +105,13 @@ class SequenceClassificationDataModule(pl.LightningDataModule):
         if empty:
             raise ValueError(f"classes {empty} have no usable records (all empty or excluded)")
         self.class_names = list(records)
+        valid_names, test_names = hp.valid_records, hp.test_records
+        if not valid_names and not test_names and hp.split_by != "region":
+            valid_names, test_names = shared_held_out_records(records, tuple(hp.split_fractions), hp.seed)
         self.intervals = {split: [] for split in SPLITS}
         for index, label in enumerate(self.class_names):
             parts = split_records(records[label], tuple(hp.split_fractions), hp.seed + index, hp.split_by,
-                                  hp.valid_records, hp.test_records)
+                                  valid_names, test_names)
             for split in SPLITS:
                 self.intervals[split].append(parts[split])
         return self.class_names

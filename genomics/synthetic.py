@@ -1,12 +1,12 @@
 """Synthetic "species" genomes for tests and GPU smoke runs: a random ancestor mutated along a great-ape-shaped tree.
 
 The ancestor (per chromosome) is random sequence with a few interspersed repeat families (soft-masked lower case,
-like RepeatMasker output) and one N gap. Each tree branch then applies substitutions at its own rate with a
-lineage-specific GC content, and inserts copies of a lineage-specific repeat family and of a short lineage motif
-(6-10 bp, like a lineage-specific binding-site or microsatellite expansion), on either strand, so
-descendants share most sequence (like real apes) but differ in local statistics a classifier can learn; both signals
-are strand-symmetric, like real genomes, so reverse-complement augmentation does not erase them; ``divergence`` scales how far
-they drift (smaller = harder). Everything is seeded; one FASTA per species is written, 60 bases per line.
+like RepeatMasker output) and one N gap. Each tree branch then applies substitutions at its own rate with a lineage-
+specific GC content, and inserts copies of a lineage-specific repeat family and of a short lineage motif (6-10 bp,
+like a lineage-specific binding-site or microsatellite expansion), on either strand, so descendants share most
+sequence (like real apes) but differ in local statistics a classifier can learn; both signals are strand-symmetric,
+like real genomes, so reverse-complement augmentation does not erase them; ``divergence`` scales how far they drift
+(smaller = harder). Everything is seeded; one FASTA per species is written, 60 bases per line.
 """
 
 from __future__ import annotations

@@ -113,10 +113,13 @@ def test_record_split_is_stratified_and_leak_free(tmp_path):
     dm = SequenceClassificationDataModule(fasta_files={k: str(v) for k, v in paths.items()}, length=512,
                                           train_windows=60, valid_windows=20, test_windows=20)
     assert dm.prepare_classes() == ["human", "gorilla"]
+    held_out = []
     for label in range(2):
         names = {s: {iv.chrom for iv in dm.intervals[s][label]} for s in ("train", "valid", "test")}
         assert len(names["valid"]) == len(names["test"]) == 1 and len(names["train"]) == 3
         assert not (names["train"] & names["valid"]) and not (names["train"] & names["test"])
+        held_out.append((names["valid"], names["test"]))
+    assert held_out[0] == held_out[1]  # homologous chromosomes are held out together in every class
     ds = dm._dataset("valid", 20)
     labels = [ds[i]["label"].item() for i in range(20)]
     assert labels.count(0) == labels.count(1) == 10
