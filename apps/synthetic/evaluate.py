@@ -104,15 +104,17 @@ def evaluate_induction(
         if module.arch == "transformer":  # attention may materialise (batch, heads, L, L) scores
             batch_size = max(1, min(batch_size, ATTENTION_SCORE_BUDGET // length**2))
         spec = InductionHeadsSpec(seq_len=length, vocab_size=module.vocab_size)
-        start, correct, done, index = time.perf_counter(), 0, 0, 0
+        start, correct, done = time.perf_counter(), 0, 0
         while done < num_samples:
             size = min(batch_size, num_samples - done)
-            inputs, targets = induction_heads_batch(spec, size, seeded_generator(seed + length, index))
+            # one generator per sample: the same sequences whatever the batch size, device or token budget
+            pairs = [induction_heads_batch(spec, 1, seeded_generator(seed + length, done + i)) for i in range(size)]
+            inputs, targets = torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
             autocast = torch.autocast(device.type, autocast_dtype) if autocast_dtype is not None else nullcontext()
             with autocast:
                 predicted = predict_final_token(module, inputs.to(device), path)
             correct += int((predicted.cpu() == targets).sum())
-            done, index = done + size, index + 1
+            done += size
         if device.type == "cuda":
             torch.cuda.synchronize()
         rows.append({**row, "accuracy": correct / num_samples, "correct": correct, "path": path,

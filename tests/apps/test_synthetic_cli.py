@@ -127,3 +127,14 @@ def test_eval_induction_rejects_bad_checkpoints(tmp_path):
     torch.save({"state_dict": {}, "hyper_parameters": {"task": "selective_copying"}}, copying)
     with pytest.raises(EvaluationError, match="not 'induction_heads'"):
         load_induction_checkpoint(copying, torch.device("cpu"))
+
+
+def test_eval_samples_do_not_depend_on_batching(trained_run):
+    from apps.synthetic.evaluate import evaluate_induction
+
+    _, _, resumed = trained_run
+    module, _ = load_induction_checkpoint(resumed / "checkpoints" / "last.ckpt", torch.device("cpu"))
+    one_by_one = evaluate_induction(module, [16], num_samples=20, token_budget=16, mode="forward", progress=False)
+    all_at_once = evaluate_induction(module, [16], num_samples=20, token_budget=2**10, mode="forward", progress=False)
+    by_step = evaluate_induction(module, [16], num_samples=20, mode="step", progress=False)
+    assert one_by_one[0]["correct"] == all_at_once[0]["correct"] == by_step[0]["correct"]
