@@ -39,8 +39,9 @@ for section in "$@"; do
     audio-throughput)
       run 90 audio.log python3 benchmarks/audio_throughput.py --device cuda --gen-steps 512 ;;
     audio-pipeline)
-      run 100 audio.log python3 -m apps.audio fit --config configs/audio/sc09_mini_gpu.yaml \
-        --trainer.max_time 00:00:01:20
+      run 150 audio.log python3 -m apps.audio fit --config configs/audio/sc09_mini_gpu.yaml \
+        --trainer.max_time 00:00:01:40
+      cp "$(ls -td runs/audio/sc09_mini_mamba_6m/version_* | head -1)/metrics.csv" "$OUT/audio_metrics.csv"
       ckpt=$(ls -t runs/audio/sc09_mini_mamba_6m/version_*/checkpoints/last.ckpt | head -1)
       run 100 audio.log python3 -m apps.audio generate --checkpoint "$ckpt" --out-dir runs/gen64 --num-samples 64 \
         --batch-size 64 --sort-by-likelihood --no-progress
@@ -50,6 +51,19 @@ for section in "$@"; do
       run 40 audio.log python3 -m apps.audio score runs/gen64 --classifier runs/sc09_classifier/checkpoints/best.ckpt \
         --train-root tests/data/sc09_mini --out "$OUT/sc09_scores" --device cuda --no-progress
       cp runs/gen64/likelihoods.tsv runs/gen64/clips.png "$OUT/" 2>/dev/null ;;
+    audio-quick)  # the pipeline above squeezed into ~3 minutes: short fit, 16 one-second clips, score
+      run 95 audio.log python3 -m apps.audio fit --config configs/audio/sc09_mini_gpu.yaml \
+        --trainer.max_time 00:00:00:50
+      cp "$(ls -td runs/audio/sc09_mini_mamba_6m/version_* | head -1)/metrics.csv" "$OUT/audio_metrics.csv"
+      ckpt=$(ls -t runs/audio/sc09_mini_mamba_6m/version_*/checkpoints/last.ckpt | head -1)
+      run 60 audio.log python3 -m apps.audio generate --checkpoint "$ckpt" --out-dir runs/gen16 --num-samples 16 \
+        --batch-size 16 --sort-by-likelihood
+      cp runs/gen16/likelihoods.tsv runs/gen16/clips.png "$OUT/" 2>/dev/null
+      run 40 audio.log python3 -m apps.audio train-classifier --data.root tests/data/sc09_mini --data.batch_size 32 \
+        --trainer.max_epochs 40 --trainer.accelerator gpu --trainer.devices 1 --trainer.enable_progress_bar false \
+        --trainer.default_root_dir runs/sc09_classifier --seed_everything 0
+      run 30 audio.log python3 -m apps.audio score runs/gen16 --classifier runs/sc09_classifier/checkpoints/best.ckpt \
+        --train-root tests/data/sc09_mini --out "$OUT/sc09_scores" --device cuda --no-progress ;;
     *) echo "unknown section $section"; exit 2 ;;
   esac
   echo "### section $section took $((SECONDS - start)) s" | tee -a "$OUT/sections.log"
