@@ -82,7 +82,7 @@ def check(args, cases=None):
             (dtype, 1, 24, 300, 256, "var", 1, True, False, True, True, None),
             (dtype, 2, 48, 257, 5, "group", 2, False, False, True, False, None),
         ]
-    for config in () if quick else ((32, 8), (64, 16), (16, 32), (128, 16)):  # tile shapes the tuner may pick
+    for config in () if quick else ((32, 16), (64, 16), (16, 32), (128, 16)):  # tile shapes the tuner may pick
         cases.append((torch.float32, 2, 200, 373, 16, "var", 1, True, True, True, True, config))
     if SMOKE:
         cases = [(torch.float32, 1, 4, 40, 4, "var", 1, True, True, True, True, (4, 16)),
@@ -119,7 +119,7 @@ def check(args, cases=None):
         inp64 = {k: (None if v is None else v.detach().double().requires_grad_()) for k, v in inp.items()}
         out64 = call(selective_scan_ref, inp64, softplus)
         grads64 = torch.autograd.grad(out64, [inp64[k] for k in leaves], dout.double())
-        vs64 = [max(((g.double() - g64).abs() / (1e-12 + g64.abs().max())).max().item()
+        vs64 = [max(((g.double() - g64).abs() / max(g64.abs().max().item(), 1e-6)).max().item()
                     for g, g64 in zip(gs, grads64, strict=True)) for gs in (grads, grads_r)]
         failures += not ok
         flags = " ".join("y" if f else "n" for f in (has_d, has_z, has_bias, softplus))
