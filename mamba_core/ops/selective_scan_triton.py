@@ -532,6 +532,11 @@ def _num_sms(device: torch.device) -> int:
 IMPLS = ("auto", "seq", "scan")
 # (forward, backward) kernels per implementation choice; "auto" pairs the faster of each (H100 timings).
 KERNEL_PAIRS = {"auto": ("seq", "scan"), "seq": ("seq", "seq"), "scan": ("scan", "scan")}
+# The seq forward walks the whole sequence with one program per 16 channels; with fewer than this many
+# (batch, channel) rows per SM it cannot fill the GPU and the chunked scan forward wins: on the H100 at
+# (1, 1048576, 256, 16) bf16 the scan forward took 47 ms (run 1) against 253 ms for seq (run 4), and at
+# (1, 65536, 2048, 16) 13.4 ms against 19.3 ms, while seq won at batch*dim >= 16384 (benchmarks/README.md).
+SEQ_FWD_MIN_CHANNELS_PER_SM = 64
 # {(impl, "fwd"|"bwd"): (block_d, chunk, num_warps)} for N <= 16, e.g. set by ``benchmarks/scan.py --tune``.
 OVERRIDES: dict = {}
 
@@ -684,6 +689,8 @@ class SelectiveScanTriton(torch.autograd.Function):
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, config):
         impl, block_d, chunk = config
         fwd_impl, bwd_impl = KERNEL_PAIRS[impl]
+        if impl == "auto" and u.shape[0] * u.shape[1] < SEQ_FWD_MIN_CHANNELS_PER_SM * _num_sms(u.device):
+            fwd_impl = "scan"
         out, states, chunk = _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, fwd_impl, block_d, chunk)
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, states)
         ctx.delta_softplus = delta_softplus
@@ -708,9 +715,10 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     """Selective scan with mamba_ssm ``selective_scan_fn`` semantics on the fused Triton kernels.
 
     Args are those of :func:`mamba_core.ops.selective_scan_ref`. Private overrides: ``_impl`` picks the kernels,
-    "seq" (step-by-step recurrence), "scan" (``tl.associative_scan`` over chunks) or "auto" (seq forward, scan
-    backward: the fastest measured); ``_block_d`` channels per program and ``_chunk`` steps per saved state (powers
-    of two; the scan kernels need ``_chunk`` >= 16), e.g. so that tests cover several chunks with short sequences.
+    "seq" (step-by-step recurrence), "scan" (``tl.associative_scan`` over chunks) or "auto" (scan backward;
+    seq forward unless batch*dim is too small to fill the GPU, then scan: the fastest measured); ``_block_d``
+    channels per program and ``_chunk`` steps per saved state (powers of two; the scan kernels need ``_chunk`` >= 16),
+    e.g. so that tests cover several chunks with short sequences.
 
     Returns:
         out (batch, dim, L) in u's dtype, plus the last state (batch, dim, N) fp32 if ``return_last_state``.
