@@ -48,6 +48,13 @@ def _per_channel(t: torch.Tensor, dim: int, acc: torch.dtype) -> torch.Tensor:
     return t
 
 
+def _prepare(u, delta, A, B, C, delta_bias, delta_softplus):
+    """Inputs in the accumulation dtype: u, discretised delta, A, and B/C broadcast per channel."""
+    acc, dim = _accumulation_dtype(u), u.shape[1]
+    delta = _discretized_delta(delta, delta_bias, delta_softplus, acc)
+    return u.to(acc), delta, A.to(acc), _per_channel(B, dim, acc), _per_channel(C, dim, acc)
+
+
 def _finish(y, u, D, z, dtype, last_state, return_last_state):
     out = y if D is None else y + u * D.to(y.dtype)[:, None]
     if z is not None:
@@ -76,12 +83,7 @@ def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
         out (batch, dim, L) in u's dtype, and the last state if asked.
     """
     batch, dim, seqlen, dstate = check_scan_inputs(u, delta, A, B, C, D, z, delta_bias)
-    dtype, acc = u.dtype, _accumulation_dtype(u)
-    u_f = u.to(acc)
-    delta = _discretized_delta(delta, delta_bias, delta_softplus, acc)
-    A = A.to(acc)
-    B = _per_channel(B, dim, acc)
-    C = _per_channel(C, dim, acc)
+    u_f, delta, A, B, C = _prepare(u, delta, A, B, C, delta_bias, delta_softplus)
     h = u_f.new_zeros(batch, dim, dstate)
     ys = []
     for t in range(seqlen):
@@ -91,7 +93,7 @@ def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
         h = torch.exp(d_t * A) * h + d_t * b_t * u_f[:, :, t, None]
         ys.append((h * c_t).sum(-1))
     y = torch.stack(ys, dim=2) if ys else u_f.new_zeros(batch, dim, 0)
-    return _finish(y, u_f, D, z, dtype, h, return_last_state)
+    return _finish(y, u_f, D, z, u.dtype, h, return_last_state)
 
 
 def _hillis_steele(a: torch.Tensor, h: torch.Tensor, axis: int, need_prod: bool):
@@ -185,12 +187,7 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
     batch, dim, seqlen, dstate = check_scan_inputs(u, delta, A, B, C, D, z, delta_bias)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-    dtype, acc = u.dtype, _accumulation_dtype(u)
-    u_f = u.to(acc)
-    delta = _discretized_delta(delta, delta_bias, delta_softplus, acc)
-    A = A.to(acc)
-    B = _per_channel(B, dim, acc)
-    C = _per_channel(C, dim, acc)
+    u_f, delta, A, B, C = _prepare(u, delta, A, B, C, delta_bias, delta_softplus)
     B_tm = B if B.dim() == 2 else B.permute(3, 0, 1, 2)                      # (L, batch, dim, N)
     C_tm = C if C.dim() == 2 else C.permute(3, 0, 1, 2)
     u_tm, delta_tm = u_f.permute(2, 0, 1), delta.permute(2, 0, 1)            # (L, batch, dim)
@@ -205,4 +202,4 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
         ys.append((h_chunk * c_c).sum(-1))
         h = h_chunk[-1]
     y = torch.cat(ys).permute(1, 2, 0) if ys else u_f.new_zeros(batch, dim, 0)
-    return _finish(y, u_f, D, z, dtype, h, return_last_state)
+    return _finish(y, u_f, D, z, u.dtype, h, return_last_state)
