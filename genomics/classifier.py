@@ -1,6 +1,8 @@
 """Sequence classifier: a (pretrained) Mamba DNA backbone, masked mean pooling and a linear head.
 
-The backbone comes from a pretraining checkpoint (``pretrained``: Lightning .ckpt or save_pretrained folder) or is
+Pooled features are standardised (a BatchNorm without affine parameters, ``pooled_norm``, see ``genomics.pooling``)
+before the head: without it the head learns very slowly on long windows. The backbone comes from a pretraining
+checkpoint (``pretrained``: Lightning .ckpt or save_pretrained folder) or is
 built from the size arguments (training from scratch; ``bidirectional=True`` then gives a BiMamba backbone).
 Class names come from the data module at ``setup`` and are stored in the checkpoint, so ``predict`` needs only the
 checkpoint. ``predict`` writes ``windows.tsv`` (one row per tiled window) and ``records.tsv`` (record probability =
@@ -18,6 +20,7 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
 from genomics.backbone import dna_mamba_config, load_pretrained
+from genomics.pooling import PooledBatchNorm
 from genomics.schedule import warmup_cosine
 from mamba_core.models import MambaLMHeadModel
 from mamba_core.utils import parameter_groups
@@ -29,7 +32,7 @@ class DNAClassifier(pl.LightningModule):
                  pooling: str = "mean", lr: float = 1e-3, backbone_lr: float | None = None,
                  weight_decay: float = 0.01, warmup_steps: int = 50, min_lr_ratio: float = 0.1,
                  freeze_backbone: bool = False, gradient_checkpointing: bool = False, head_dropout: float = 0.0,
-                 predict_output: str = "predictions"):
+                 pooled_norm: bool = True, predict_output: str = "predictions"):
         super().__init__()
         self.save_hyperparameters()
         if pooling not in ("mean", "last"):
@@ -47,6 +50,8 @@ class DNAClassifier(pl.LightningModule):
         if freeze_backbone:
             self.backbone.requires_grad_(False)
         self.dropout = torch.nn.Dropout(head_dropout)
+        d_model = self.backbone_config.d_model
+        self.pooled_norm = PooledBatchNorm(d_model) if pooled_norm else torch.nn.Identity()
         self.class_names: list[str] = list(class_names) if class_names else []
         self.head: torch.nn.Linear | None = None
         if self.class_names:
@@ -97,7 +102,7 @@ class DNAClassifier(pl.LightningModule):
         else:
             last = mask.long().sum(1).clamp(min=1) - 1
             pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-        return self.head(self.dropout(pooled.float()))
+        return self.head(self.dropout(self.pooled_norm(pooled.float())))
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         logits = self(batch["input_ids"], batch["mask"])
