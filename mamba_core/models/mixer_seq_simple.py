@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..modules import BiMamba, Block, GatedMLP, Mamba, RMSNorm
+from ..utils.optim import tag_weight_decay
 from .config import MambaConfig
 from .generation import sample_next_token
 
@@ -113,6 +114,7 @@ class MambaLMHeadModel(nn.Module):
                            n_residuals_per_layer=2 if config.d_intermediate else 1))
         if config.tie_embeddings:
             self.lm_head.weight = self.backbone.embedding.weight
+        tag_weight_decay(self)  # while shapes are real: FSDP later flattens parameters into 1-D shards
 
     def set_gradient_checkpointing(self, enabled: bool = True) -> None:
         """Recompute each block in the backward pass instead of storing its activations (long sequences)."""

@@ -1,24 +1,39 @@
 """Optimiser parameter groups that keep weight decay off what Mamba training leaves undecayed.
 
 mamba_ssm marks A_log and D with ``_no_weight_decay``; biases, norm weights and embeddings are conventionally not
-decayed either (GPT-style recipes the Mamba paper follows).
+decayed either (GPT-style recipes the Mamba paper follows). The decision looks at parameter shapes, which FSDP
+flattens into 1-D shards, so :func:`tag_weight_decay` records it on each parameter while shapes are still real
+(``MambaLMHeadModel`` does so when it is built) and :func:`parameter_groups` trusts such tags.
 """
 
 from __future__ import annotations
 
 from torch import nn
 
+_NO_DECAY_MODULES = (nn.Embedding, nn.LayerNorm)
+
+
+def _exempt(module: nn.Module, name: str, p: nn.Parameter) -> bool:
+    return name == "bias" or p.dim() < 2 or isinstance(module, _NO_DECAY_MODULES)
+
+
+def tag_weight_decay(model: nn.Module) -> None:
+    """Set ``_no_weight_decay`` on every parameter not tagged yet, by the rule above (call before FSDP wraps)."""
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if not hasattr(p, "_no_weight_decay"):
+                p._no_weight_decay = _exempt(module, name, p)
+
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Two AdamW groups: decayed matrices, and undecayed biases/norms/embeddings/A_log/D. Shared tensors once."""
     decay, no_decay, seen = [], [], set()
-    no_decay_modules = (nn.Embedding, nn.LayerNorm)
     for module in model.modules():
         for name, p in module.named_parameters(recurse=False):
             if not p.requires_grad or id(p) in seen:
                 continue
             seen.add(id(p))
-            skip = (getattr(p, "_no_weight_decay", False) or name == "bias" or p.dim() < 2
-                    or isinstance(module, no_decay_modules))
+            tag = getattr(p, "_no_weight_decay", None)
+            skip = _exempt(module, name, p) if tag is None else tag
             (no_decay if skip else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]

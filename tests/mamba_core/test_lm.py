@@ -145,3 +145,13 @@ def test_bad_config_and_inputs():
         MambaConfig(d_model=0)
     with pytest.raises(ValueError, match="input_ids"):
         tiny()(torch.randn(2, 3))
+
+
+def test_weight_decay_groups_survive_flattened_parameters():
+    """FSDP turns every parameter into a 1-D shard; the groups decided at build time must not change."""
+    model = tiny()
+    before = [{id(p) for p in g["params"]} for g in parameter_groups(model, 0.1)]
+    for p in model.parameters():
+        p.data = p.data.reshape(-1)
+    after = [{id(p) for p in g["params"]} for g in parameter_groups(model, 0.1)]
+    assert after == before and len(before[0]) > 0
