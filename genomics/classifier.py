@@ -17,16 +17,16 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-from torchmetrics import MeanMetric
 
 from genomics.backbone import dna_mamba_config, load_pretrained
+from genomics.epoch_metrics import EpochMetricsMixin
 from genomics.pooling import PooledBatchNorm
 from genomics.schedule import warmup_cosine
 from mamba_core.models import MambaLMHeadModel
 from mamba_core.utils import parameter_groups
 
 
-class DNAClassifier(pl.LightningModule):
+class DNAClassifier(EpochMetricsMixin, pl.LightningModule):
     def __init__(self, pretrained: str | None = None, class_names: list[str] | None = None, d_model: int = 128,
                  n_layer: int = 6, d_state: int = 16, d_conv: int = 4, expand: int = 2, bidirectional: bool = False,
                  pooling: str = "mean", lr: float = 1e-3, backbone_lr: float | None = None,
@@ -56,8 +56,7 @@ class DNAClassifier(pl.LightningModule):
         self.head: torch.nn.Linear | None = None
         if self.class_names:
             self._build_head()
-        self.metrics = torch.nn.ModuleDict({f"{stage}_{name}": MeanMetric() for stage in ("train", "val", "test")
-                                            for name in ("loss", "acc")})
+        self._init_epoch_metrics()
         self._predictions: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def _build_head(self) -> None:
@@ -124,37 +123,6 @@ class DNAClassifier(pl.LightningModule):
     def test_step(self, batch, batch_idx):
         self._step(batch, "test")
 
-    def _log_epoch(self, stage: str) -> None:
-        # compute() already reduced over ranks; sync_dist only averages identical values (and silences a warning)
-        self.log(f"{stage}/loss" if stage != "train" else "train/epoch_loss", self.metrics[f"{stage}_loss"].compute(),
-                 sync_dist=True)
-        self.log(f"{stage}/acc", self.metrics[f"{stage}_acc"].compute(), prog_bar=stage == "val", sync_dist=True)
-        self.metrics[f"{stage}_loss"].reset()
-        self.metrics[f"{stage}_acc"].reset()
-
-    def _reset(self, stage: str) -> None:
-        # states are re-created under the current grad mode: a standalone validate() runs in inference mode, and
-        # its inference tensors could not be updated in place by the validation inside a later fit()
-        self.metrics[f"{stage}_loss"].reset()
-        self.metrics[f"{stage}_acc"].reset()
-
-    def on_train_epoch_start(self):
-        self._reset("train")
-
-    def on_validation_epoch_start(self):
-        self._reset("val")
-
-    def on_test_epoch_start(self):
-        self._reset("test")
-
-    def on_train_epoch_end(self):
-        self._log_epoch("train")
-
-    def on_validation_epoch_end(self):
-        self._log_epoch("val")
-
-    def on_test_epoch_end(self):
-        self._log_epoch("test")
 
     def on_fit_start(self) -> None:
         if self.logger is not None:
@@ -192,6 +160,12 @@ class DNAClassifier(pl.LightningModule):
         return probs
 
     def on_predict_end(self) -> None:
+        if self.trainer.world_size > 1:  # every rank predicted its share of the windows; rank 0 writes them all
+            parts = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(parts, self._predictions)
+            self._predictions = [p for part in parts for p in part]
+        if not self.trainer.is_global_zero:
+            return
         dataset = self.trainer.datamodule.predict_dataset
         reader = dataset.reader
         records_path, windows_path = self._output_paths()

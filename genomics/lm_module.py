@@ -10,16 +10,16 @@ from __future__ import annotations
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-from torchmetrics import MeanMetric
 
 from genomics.backbone import dna_mamba_config
+from genomics.epoch_metrics import EpochMetricsMixin
 from genomics.schedule import warmup_cosine
 from genomics.tokenizer import IGNORE_INDEX, VOCAB_SIZE
 from mamba_core.models import MambaLMHeadModel
 from mamba_core.utils import parameter_groups
 
 
-class DNALanguageModel(pl.LightningModule):
+class DNALanguageModel(EpochMetricsMixin, pl.LightningModule):
     def __init__(self, d_model: int = 128, n_layer: int = 6, d_state: int = 16, d_conv: int = 4, expand: int = 2,
                  lr: float = 6e-4, weight_decay: float = 0.1, betas: tuple[float, float] = (0.9, 0.95),
                  warmup_steps: int = 100, min_lr_ratio: float = 0.1, gradient_checkpointing: bool = False):
@@ -28,8 +28,7 @@ class DNALanguageModel(pl.LightningModule):
         self.model = MambaLMHeadModel(dna_mamba_config(d_model, n_layer, d_state, d_conv, expand))
         if gradient_checkpointing:
             self.model.set_gradient_checkpointing(True)
-        self.metrics = torch.nn.ModuleDict({f"{stage}_{name}": MeanMetric() for stage in ("train", "val", "test")
-                                            for name in ("loss", "acc")})
+        self._init_epoch_metrics()
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids)[..., :VOCAB_SIZE]
@@ -59,40 +58,8 @@ class DNALanguageModel(pl.LightningModule):
     def test_step(self, batch, batch_idx):
         self._step(batch, "test")
 
-    def _log_epoch(self, stage: str) -> None:
-        loss = self.metrics[f"{stage}_loss"].compute()
-        acc = self.metrics[f"{stage}_acc"].compute()
-        # compute() already reduced over ranks; sync_dist only averages identical values (and silences a warning)
-        self.log(f"{stage}/loss" if stage != "train" else "train/epoch_loss", loss, prog_bar=stage == "val",
-                 sync_dist=True)
-        self.log(f"{stage}/ppl", torch.exp(loss), sync_dist=True)
-        self.log(f"{stage}/acc", acc, prog_bar=stage == "val", sync_dist=True)
-        self.metrics[f"{stage}_loss"].reset()
-        self.metrics[f"{stage}_acc"].reset()
-
-    def _reset(self, stage: str) -> None:
-        # states are re-created under the current grad mode: a standalone validate() runs in inference mode, and
-        # its inference tensors could not be updated in place by the validation inside a later fit()
-        self.metrics[f"{stage}_loss"].reset()
-        self.metrics[f"{stage}_acc"].reset()
-
-    def on_train_epoch_start(self):
-        self._reset("train")
-
-    def on_validation_epoch_start(self):
-        self._reset("val")
-
-    def on_test_epoch_start(self):
-        self._reset("test")
-
-    def on_train_epoch_end(self):
-        self._log_epoch("train")
-
-    def on_validation_epoch_end(self):
-        self._log_epoch("val")
-
-    def on_test_epoch_end(self):
-        self._log_epoch("test")
+    def _extra_epoch_metrics(self, loss):
+        return {"ppl": torch.exp(loss)}
 
     def configure_optimizers(self):
         hp = self.hparams
