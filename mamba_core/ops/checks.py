@@ -6,9 +6,12 @@ tensor is wrong instead of meeting an einsum or kernel failure deep inside.
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # what the Triton kernels compute on
 
 
 def _require_float(name: str, t: torch.Tensor) -> None:
@@ -99,3 +102,21 @@ def check_state_update_inputs(state, x, dt, A, B, C, D=None, z=None, dt_bias=Non
         _require_float("dt_bias", dt_bias)
         _require_shape("dt_bias", dt_bias, (dim,), "(dim,)")
     return batch, dim, dstate
+
+
+def check_triton_tensors(named: dict, op: str, dtypes=None) -> None:
+    """Tensors a Triton kernel can take: on CUDA (or on the CPU under TRITON_INTERPRET=1), all on one device, and,
+    for the names in ``dtypes`` (all when None), of a kernel dtype (fp32, fp16, bf16). ``op`` names the operator."""
+    interpret = os.environ.get("TRITON_INTERPRET", "0") == "1"
+    present = {name: t for name, t in named.items() if t is not None}
+    for name, t in present.items():
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.device.type != "cuda" and not (interpret and t.device.type == "cpu"):
+            raise ValueError(f"{name} is on {t.device}; the Triton {op} needs CUDA tensors "
+                             "(or CPU tensors with TRITON_INTERPRET=1)")
+        if (dtypes is None or name in dtypes) and t.dtype not in KERNEL_DTYPES:
+            raise ValueError(f"{name} has dtype {t.dtype}; the Triton {op} takes fp32, fp16 or bf16")
+    devices = {t.device for t in present.values()}
+    if len(devices) > 1:
+        raise ValueError(f"all {op} tensors must be on one device, got {sorted(map(str, devices))}")

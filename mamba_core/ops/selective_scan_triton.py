@@ -19,16 +19,14 @@ by one step (a cached load) and evaluates the second exponential.
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 import triton
 import triton.language as tl
 
-from .checks import check_scan_inputs
+from .checks import KERNEL_DTYPES, check_scan_inputs, check_triton_tensors
 
 LOG2E = math.log2(math.e)
-KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 MAX_DSTATE = 256
 
 
@@ -493,22 +491,7 @@ def _seq_bwd_kernel(
 def _check_kernel_inputs(u, delta, A, B, C, D, z, delta_bias):
     """Checks on top of ``check_scan_inputs``: devices the kernel can run on and dtypes it handles."""
     named = {"u": u, "delta": delta, "A": A, "B": B, "C": C, "D": D, "z": z, "delta_bias": delta_bias}
-    interpret = os.environ.get("TRITON_INTERPRET", "0") == "1"
-    for name, t in named.items():
-        if t is None:
-            continue
-        if not isinstance(t, torch.Tensor):
-            raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.device.type != "cuda" and not (interpret and t.device.type == "cpu"):
-            raise ValueError(f"{name} is on {t.device}; the Triton selective scan needs CUDA tensors "
-                             "(or CPU tensors with TRITON_INTERPRET=1)")
-    devices = {t.device for t in named.values() if t is not None}
-    if len(devices) > 1:
-        raise ValueError(f"all selective-scan tensors must be on one device, got {sorted(map(str, devices))}")
-    for name in ("u", "delta", "z", "B", "C"):
-        t = named[name]
-        if t is not None and t.dtype not in KERNEL_DTYPES:
-            raise ValueError(f"{name} has dtype {t.dtype}; the Triton selective scan takes fp32, fp16 or bf16")
+    check_triton_tensors(named, "selective scan", dtypes=("u", "delta", "z", "B", "C"))
     if A.is_complex() or A.dtype != torch.float32:
         raise ValueError(f"A must be a real fp32 tensor, got dtype {A.dtype}")
     for name in ("D", "delta_bias"):

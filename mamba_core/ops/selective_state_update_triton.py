@@ -8,15 +8,11 @@ write of the state, independent of the position in the sequence.
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 
-from .checks import check_state_update_inputs
-
-KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+from .checks import check_state_update_inputs, check_triton_tensors
 
 
 @triton.jit
@@ -60,23 +56,6 @@ def _state_update_kernel(
     tl.store(out_ptr + pid_b * s_ob + d * s_od, out, mask=dmask)
 
 
-def _check_devices_and_dtypes(named: dict) -> None:
-    interpret = os.environ.get("TRITON_INTERPRET", "0") == "1"
-    for name, t in named.items():
-        if t is None:
-            continue
-        if not isinstance(t, torch.Tensor):
-            raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.device.type != "cuda" and not (interpret and t.device.type == "cpu"):
-            raise ValueError(f"{name} is on {t.device}; the Triton state update needs CUDA tensors "
-                             "(or CPU tensors with TRITON_INTERPRET=1)")
-        if t.dtype not in KERNEL_DTYPES:
-            raise ValueError(f"{name} has dtype {t.dtype}; the Triton state update takes fp32, fp16 or bf16")
-    devices = {t.device for t in named.values() if t is not None}
-    if len(devices) > 1:
-        raise ValueError(f"all state-update tensors must be on one device, got {sorted(map(str, devices))}")
-
-
 def selective_state_update_triton(state, x, dt, A, B, C, D=None, z=None, dt_bias=None, dt_softplus=False,
                                   *, _block_d=None):
     """Advance ``state`` (batch, dim, N) in place by one token and return out (batch, dim) in x's dtype.
@@ -84,7 +63,7 @@ def selective_state_update_triton(state, x, dt, A, B, C, D=None, z=None, dt_bias
     x, dt, z: (batch, dim); A: (dim, N); B, C: (batch, N) or grouped (batch, G, N); D, dt_bias: (dim,).
     """
     named = {"state": state, "x": x, "dt": dt, "A": A, "B": B, "C": C, "D": D, "z": z, "dt_bias": dt_bias}
-    _check_devices_and_dtypes(named)
+    check_triton_tensors(named, "state update")
     batch, dim, dstate = check_state_update_inputs(state, x, dt, A, B, C, D, z, dt_bias)
     Bg = B if B.dim() == 3 else B.unsqueeze(1)
     Cg = C if C.dim() == 3 else C.unsqueeze(1)
