@@ -114,15 +114,6 @@ class DNAClassifier(EpochMetricsMixin, pl.LightningModule):
             self.log("train/loss", loss, prog_bar=True)
         return loss
 
-    def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
-
-    def validation_step(self, batch, batch_idx):
-        self._step(batch, "val")
-
-    def test_step(self, batch, batch_idx):
-        self._step(batch, "test")
-
 
     def on_fit_start(self) -> None:
         if self.logger is not None:

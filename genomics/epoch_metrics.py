@@ -1,8 +1,9 @@
-"""Epoch-level loss and accuracy for the DNA LightningModules (pretraining and classification).
+"""Per-stage steps and epoch-level loss/accuracy for the DNA LightningModules (pretraining and classification).
 
-Both modules average loss and accuracy over an epoch with torchmetrics ``MeanMetric`` (weighted, and reduced over
-DDP ranks by ``compute()``), reset them when an epoch starts and log them when it ends. This mixin holds that
-bookkeeping once; a module calls :meth:`_init_epoch_metrics` in ``__init__`` and feeds ``self.metrics`` in its steps.
+Both modules route train/val/test batches to one ``_step(batch, stage)``, average loss and accuracy over an epoch
+with torchmetrics ``MeanMetric`` (weighted, and reduced over DDP ranks by ``compute()``), reset them when an epoch
+starts and log them when it ends. This mixin holds that plumbing once; a module calls :meth:`_init_epoch_metrics`
+in ``__init__``, defines ``_step`` and feeds ``self.metrics`` there.
 """
 
 from __future__ import annotations
@@ -19,6 +20,15 @@ class EpochMetricsMixin:
     def _init_epoch_metrics(self) -> None:
         self.metrics = torch.nn.ModuleDict({f"{stage}_{name}": MeanMetric() for stage in STAGES
                                             for name in ("loss", "acc")})
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
 
     def _extra_epoch_metrics(self, loss: torch.Tensor) -> dict[str, torch.Tensor]:
         """More values derived from the epoch's mean loss (e.g. perplexity), logged as ``{stage}/{name}``."""

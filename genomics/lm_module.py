@@ -49,15 +49,6 @@ class DNALanguageModel(EpochMetricsMixin, pl.LightningModule):
             self.log("train/tokens", count.float(), reduce_fx="sum")
         return loss
 
-    def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
-
-    def validation_step(self, batch, batch_idx):
-        self._step(batch, "val")
-
-    def test_step(self, batch, batch_idx):
-        self._step(batch, "test")
-
     def _extra_epoch_metrics(self, loss):
         return {"ppl": torch.exp(loss)}
 
