@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from audio import mulaw
 from audio.sashimi import SaShiMi
 from audio.wav_io import AudioFileError, write_wav
+from mamba_core.models import filter_logits as core_filter_logits
 
 LIKELIHOOD_FILE = "likelihoods.tsv"
 
@@ -31,14 +32,7 @@ def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_p: float =
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-    logits = logits / temperature
-    if top_p < 1:
-        sorted_logits, order = logits.sort(dim=-1, descending=True)
-        cumulative = sorted_logits.softmax(-1).cumsum(-1)
-        drop_sorted = cumulative - sorted_logits.softmax(-1) >= top_p  # mass before this token already covers p
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        logits = logits.masked_fill(drop, float("-inf"))
-    return logits
+    return core_filter_logits(logits / temperature, top_p=top_p)
 
 
 @torch.no_grad()
