@@ -20,14 +20,7 @@ import torch.nn.functional as F
 from audio.datasets import IGNORE_INDEX
 from audio.mulaw import NUM_CLASSES
 from audio.sashimi import SaShiMi, count_parameters
-
-
-def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
-    """Learning-rate multiplier: linear warmup to 1, then cosine decay to ``min_lr_ratio`` at ``total_steps``."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+from mamba_core.utils import warmup_cosine
 
 
 class AudioLM(pl.LightningModule):
@@ -103,6 +96,5 @@ class AudioLM(pl.LightningModule):
             lr=self.hparams.lr, betas=tuple(self.hparams.betas))
         total = self.hparams.schedule_steps or int(self.trainer.estimated_stepping_batches)
         warmup = min(self.hparams.warmup_steps, max(1, total // 10))  # short runs: warm up for 10% of them
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: warmup_cosine(step, warmup, total, self.hparams.min_lr_ratio))
+        scheduler = warmup_cosine(optimizer, warmup, total, self.hparams.min_lr_ratio)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

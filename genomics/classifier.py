@@ -21,9 +21,8 @@ import torch.nn.functional as F
 from genomics.backbone import dna_mamba_config, load_pretrained
 from genomics.epoch_metrics import EpochMetricsMixin
 from genomics.pooling import PooledBatchNorm
-from genomics.schedule import warmup_cosine
 from mamba_core.models import MambaLMHeadModel
-from mamba_core.utils import parameter_groups
+from mamba_core.utils import parameter_groups, warmup_cosine
 
 
 class DNAClassifier(EpochMetricsMixin, pl.LightningModule):

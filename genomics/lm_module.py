@@ -13,10 +13,9 @@ import torch.nn.functional as F
 
 from genomics.backbone import dna_mamba_config
 from genomics.epoch_metrics import EpochMetricsMixin
-from genomics.schedule import warmup_cosine
 from genomics.tokenizer import IGNORE_INDEX, VOCAB_SIZE
 from mamba_core.models import MambaLMHeadModel
-from mamba_core.utils import parameter_groups
+from mamba_core.utils import parameter_groups, warmup_cosine
 
 
 class DNALanguageModel(EpochMetricsMixin, pl.LightningModule):

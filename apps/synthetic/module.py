@@ -8,12 +8,12 @@ answer token (and, for selective copying, also per whole sequence).
 
 from __future__ import annotations
 
-import math
-
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from mamba_core.utils import warmup_cosine
 
 from .data import TASKS
 from .models import ARCHITECTURES, build_model
@@ -119,12 +119,5 @@ class SyntheticLM(pl.LightningModule):
             lr=hp.lr, betas=tuple(hp.betas),
         )
         total = max(int(self.trainer.estimated_stepping_batches), 1) if self.trainer is not None else 1
-
-        def factor(step: int) -> float:
-            if step < hp.warmup_steps:
-                return (step + 1) / hp.warmup_steps
-            progress = min((step - hp.warmup_steps) / max(total - hp.warmup_steps, 1), 1.0)
-            return hp.min_lr_ratio + (1 - hp.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        scheduler = warmup_cosine(optimizer, hp.warmup_steps, total, hp.min_lr_ratio)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,4 +1,5 @@
-"""Optimiser parameter groups that keep weight decay off what Mamba training leaves undecayed.
+"""Optimiser helpers: parameter groups that keep weight decay off what Mamba training leaves undecayed, and the
+warmup + cosine learning-rate schedule.
 
 mamba_ssm marks A_log and D with ``_no_weight_decay``; biases, norm weights and embeddings are conventionally not
 decayed either (GPT-style recipes the Mamba paper follows). The decision looks at parameter shapes, which FSDP
@@ -8,6 +9,9 @@ flattens into 1-D shards, so :func:`tag_weight_decay` records it on each paramet
 
 from __future__ import annotations
 
+import math
+
+import torch
 from torch import nn
 
 _NO_DECAY_MODULES = (nn.Embedding, nn.LayerNorm)
@@ -37,3 +41,18 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
             skip = _exempt(module, name, p) if tag is None else tag
             (no_decay if skip else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int,
+                  min_lr_ratio: float = 0.1) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-step LR schedule of the Mamba recipes: linear warmup to the peak over ``warmup_steps``, then cosine decay
+    to ``min_lr_ratio`` x peak at ``total_steps`` (held there after)."""
+    total_steps = max(total_steps, warmup_steps + 1)
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))
+        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

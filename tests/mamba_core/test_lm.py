@@ -155,3 +155,18 @@ def test_weight_decay_groups_survive_flattened_parameters():
         p.data = p.data.reshape(-1)
     after = [{id(p) for p in g["params"]} for g in parameter_groups(model, 0.1)]
     assert after == before and len(before[0]) > 0
+
+
+def test_warmup_cosine_schedule_known_values():
+    from mamba_core.utils import warmup_cosine
+
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    sched = warmup_cosine(opt, warmup_steps=4, total_steps=14, min_lr_ratio=0.1)
+    lrs = []
+    for _ in range(16):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert lrs[9] == pytest.approx(0.55)                      # half way through the decay
+    assert lrs[14] == pytest.approx(0.1) and lrs[15] == pytest.approx(0.1)
