@@ -19,22 +19,17 @@ STEPS, BATCH = 300, 32
 def test_mamba_trained_at_32_generalises_to_128():
     from apps.synthetic.evaluate import evaluate_induction
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: threading only adds overhead on shared cores
-    try:
-        torch.manual_seed(0)
-        module = SyntheticLM(arch="mamba", task="induction_heads", vocab_size=8, d_model=32, n_layer=2, d_state=8)
-        optimizer = torch.optim.AdamW(module.parameters(), lr=3e-3, weight_decay=0.0)
-        for step in range(STEPS):
-            inputs, targets = induction_heads_batch(TRAIN, BATCH, seeded_generator(1, step))
-            loss = F.cross_entropy(module(inputs)[:, -1], targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        module.eval()
-        rows = evaluate_induction(module, [32, 128, 256], num_samples=128, progress=False)
-    finally:
-        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    module = SyntheticLM(arch="mamba", task="induction_heads", vocab_size=8, d_model=32, n_layer=2, d_state=8)
+    optimizer = torch.optim.AdamW(module.parameters(), lr=3e-3, weight_decay=0.0)
+    for step in range(STEPS):
+        inputs, targets = induction_heads_batch(TRAIN, BATCH, seeded_generator(1, step))
+        loss = F.cross_entropy(module(inputs)[:, -1], targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    module.eval()
+    rows = evaluate_induction(module, [32, 128, 256], num_samples=128, progress=False)
     by_length = {row["length"]: row for row in rows}
     print({length: row["accuracy"] for length, row in by_length.items()})
     assert by_length[32]["accuracy"] >= 0.8  # seed 0: 100%

@@ -45,18 +45,12 @@ def train_and_score(arch: str, seed: int = 0) -> float:
 
 @pytest.fixture(scope="module")
 def accuracies():
-    # Tensors here are tiny: one thread avoids the thread-pool overhead that dominates on shared cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        results = {}
-        for arch in ("mamba", "s4", "transformer"):
-            start = time.perf_counter()
-            results[arch] = train_and_score(arch)
-            print(f"{arch}: accuracy {results[arch]:.3f} ({time.perf_counter() - start:.1f}s)")
-        return results
-    finally:
-        torch.set_num_threads(threads)
+    results = {}
+    for arch in ("mamba", "s4", "transformer"):
+        start = time.perf_counter()
+        results[arch] = train_and_score(arch)
+        print(f"{arch}: accuracy {results[arch]:.3f} ({time.perf_counter() - start:.1f}s)")
+    return results
 
 
 def test_s6_learns_selective_copying(accuracies):

@@ -22,16 +22,6 @@ SC09_MINI = Path(__file__).resolve().parents[1] / "data" / "sc09_mini"
 TINY = dict(widths=(8, 16), groups=1, pool_size=8, hidden_dim=64, dropout=0.1, lr=3e-3)
 
 
-@pytest.fixture
-def one_thread():
-    """Training a net this small gains nothing from intra-op threads, and on a shared 2-core box the second thread's
-    spin-waiting made the run ~10x slower; use one thread for the duration of the test only."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_front_end_shape_length_fix_and_gain_invariance():
     torch.manual_seed(0)
     fe = MelFrontEnd()
@@ -68,7 +58,7 @@ def test_sc09_splits_of_the_shipped_data():
         sc09_split_files(SC09_MINI, "dev")
 
 
-def test_short_training_run_is_clearly_above_chance_and_checkpoint_round_trips(tmp_path, one_thread):
+def test_short_training_run_is_clearly_above_chance_and_checkpoint_round_trips(tmp_path):
     pl.seed_everything(0)
     data = SC09DataModule(str(SC09_MINI), batch_size=16, augment=False)
     module = SC09ClassifierModule(**TINY)
@@ -87,7 +77,7 @@ def test_short_training_run_is_clearly_above_chance_and_checkpoint_round_trips(t
         load_classifier(tmp_path / "missing.ckpt")
 
 
-def test_cli_trains_checkpoints_and_resumes(tmp_path, one_thread):
+def test_cli_trains_checkpoints_and_resumes(tmp_path):
     common = ["--data.root", str(SC09_MINI), "--data.classes", "[zero, one]", "--data.batch_size", "20",
               "--model.widths", "[4]", "--model.hidden_dim", "8", "--model.groups", "1",
               "--trainer.default_root_dir", str(tmp_path), "--trainer.logger", "false",

@@ -8,7 +8,6 @@ import lightning.pytorch as pl
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 from apps.audio_metrics import main as metrics_main
 from audio.classifier import SC09ClassifierModule, SC09DataModule, load_classifier
@@ -20,8 +19,6 @@ SC09_MINI = Path(__file__).resolve().parents[1] / "data" / "sc09_mini"
 
 @pytest.fixture
 def tiny_checkpoint(tmp_path):
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # see test_classifier.one_thread
     pl.seed_everything(0)
     module = SC09ClassifierModule(widths=(4, 8), groups=1, pool_size=4, hidden_dim=16)
     trainer = pl.Trainer(max_steps=3, limit_val_batches=0, logger=False, enable_checkpointing=False,
@@ -29,8 +26,7 @@ def tiny_checkpoint(tmp_path):
     trainer.fit(module, SC09DataModule(str(SC09_MINI), batch_size=32, augment=False))
     path = tmp_path / "tiny.ckpt"
     trainer.save_checkpoint(path)
-    yield path
-    torch.set_num_threads(before)
+    return path
 
 
 def _read_rows(path):
