@@ -1,13 +1,14 @@
 """GPU correctness check and benchmark of the Triton selective scan and decode step.
 
-    PYTHONPATH=. python benchmarks/scan.py --check --tune --bench --decode
+    PYTHONPATH=. python benchmarks/scan.py --check --tune --segments --bench --decode
     TRITON_INTERPRET=1 PYTHONPATH=. python benchmarks/scan.py --check --tune --bench --decode   # CPU smoke run
 
 --check   forward and every gradient vs the fp32 loop reference on a grid of shapes/options, with mamba_ssm's
           tolerances (tests/ops/test_selective_scan.py): fp32 rtol 6e-4 atol 2e-3, fp16 3e-3/5e-3, bf16 3e-2/5e-2,
           weights 1e-3 (raised to the input tolerance with z), per-gradient multipliers as upstream.
---tune    times a few (kernel, BLOCK_D, CHUNK, num_warps) configurations of the forward and backward kernels and
-          installs the fastest (seq forward + scan backward) for the --bench that follows.
+--tune    times a few (kernel, BLOCK_D, CHUNK, num_warps[, tile]) configurations of the forward and backward
+          kernels and installs the fastest (thread forward + scan backward) for the --bench that follows.
+--segments  the thread forward at the thin shapes for several sequence-segment counts (default marked).
 --bench   the table: bf16, z, softplus, delta_bias, D, input-dependent B/C (batch, N, L).
 --decode  selective_state_update per step for batch 1..64, and time per token along a 4096-token decode.
 """
@@ -82,8 +83,11 @@ def check(args, cases=None):
             (dtype, 1, 24, 300, 256, "var", 1, True, False, True, True, None),
             (dtype, 2, 48, 257, 5, "group", 2, False, False, True, False, None),
         ]
-    for config in () if quick else ((32, 16), (64, 16), (16, 32), (128, 16)):  # tile shapes the tuner may pick
+    # tile shapes the tuner may pick: (BLOCK_D, CHUNK[, thread-forward tile steps, segments])
+    for config in () if quick else ((32, 16), (64, 16), (16, 32), (128, 16), (32, 32, 4, 1), (32, 32, 8, 5)):
         cases.append((torch.float32, 2, 200, 373, 16, "var", 1, True, True, True, True, config))
+    if not quick:  # a long thin input split into many segments, in bf16
+        cases.append((torch.bfloat16, 1, 64, 20000, 16, "var", 1, True, True, True, True, (32, 32, 8, 40)))
     if SMOKE:
         cases = [(torch.float32, 1, 4, 40, 4, "var", 1, True, True, True, True, (4, 16)),
                  (torch.bfloat16, 1, 4, 20, 4, "group", 2, True, False, True, False, None)]
@@ -92,7 +96,7 @@ def check(args, cases=None):
           "| grad rel. err vs fp64: kernel / fp32 ref | ok |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for dtype, batch, dim, seqlen, dstate, bc, groups, has_d, has_z, has_bias, softplus, config in cases:
-        kw = {} if config is None else {"_block_d": config[0], "_chunk": config[1]}
+        kw = {} if config is None else dict(zip(("_block_d", "_chunk", "_tile", "_n_seg"), config))
         inp = make_inputs(batch, dim, seqlen, dstate, dtype, bc, groups, has_d, has_z, has_bias)
         leaves = [k for k in ARGS if inp[k] is not None]
         out, last = call(selective_scan_triton, inp, softplus, return_last_state=True, **kw)
@@ -203,8 +207,9 @@ def tune(args):
           "impl BLOCK_D CHUNK warps -> ms")
     bwd_configs = [("scan", 1, 32, 2), ("scan", 2, 32, 4), ("scan", 4, 32, 4), ("scan", 2, 16, 2),
                    ("scan", 4, 16, 4), ("scan", 2, 64, 4), ("seq", 16, 16, 1), ("seq", 8, 16, 1)]
-    fwd_configs = [("seq", 16, 32, 1), ("seq", 8, 32, 1), ("seq", 32, 32, 1), ("seq", 16, 32, 2), ("seq", 4, 32, 1),
-                   ("seq", 2, 32, 1), ("seq", 1, 32, 1), ("scan", 4, 32, 2)]
+    fwd_configs = [("thread", 32, 32, 1, 8), ("thread", 32, 32, 1, 4), ("thread", 64, 32, 2, 8),
+                   ("thread", 64, 32, 1, 8), ("thread", 32, 16, 1, 8), ("thread", 32, 64, 1, 8),
+                   ("seq", 16, 32, 1), ("scan", 4, 32, 2)]
     if SMOKE:
         bwd_configs, fwd_configs = bwd_configs[:1], fwd_configs[:1]
     best_bwd, best_fwd = None, None
@@ -219,21 +224,43 @@ def tune(args):
         print(f"  bwd {impl:4s} {bd:3d} {ch:3d} {nw:2d}  {ms:.3f}", flush=True)
         if impl == "scan" and (best_bwd is None or ms < best_bwd[0]):
             best_bwd = (ms, bd, ch, nw)
-    for impl, bd, ch, nw in fwd_configs:
+    for impl, bd, ch, nw, *tile in fwd_configs:
+        extra = dict(tile=tile[0]) if tile else {}
+        name = f"{impl:6s} {bd:3d} {ch:3d} {nw:2d} {tile[0] if tile else '-':>2}"
         try:
-            ms = bench_ms(lambda impl=impl, bd=bd, ch=ch, nw=nw: sst._forward(*xs, True, impl, bd, ch, nw), rep=50)
+            ms = bench_ms(lambda impl=impl, bd=bd, ch=ch, nw=nw, extra=extra: sst._forward(
+                *xs, True, impl, bd, ch, nw, **extra), rep=50)
         except Exception as exc:
-            print(f"  fwd {impl:4s} {bd:3d} {ch:3d} {nw:2d}  failed: {str(exc)[:80]}")
+            print(f"  fwd {name}  failed: {str(exc)[:80]}")
             continue
-        print(f"  fwd {impl:4s} {bd:3d} {ch:3d} {nw:2d}  {ms:.3f}", flush=True)
-        if impl == "seq" and (best_fwd is None or ms < best_fwd[0]):
-            best_fwd = (ms, bd, ch, nw)
-    # the default ("auto") pairs the seq forward with the scan backward; the forward saves states every CHUNK steps
+        print(f"  fwd {name}  {ms:.3f}", flush=True)
+        if impl == "thread" and best_bwd and ch == best_bwd[2] and (best_fwd is None or ms < best_fwd[0]):
+            best_fwd = (ms, bd, ch, nw, tile[0])
+    # the default ("auto") pairs the thread forward with the scan backward; the forward saves states every CHUNK
+    # steps, so the forward's CHUNK is the backward's
     if best_bwd is not None:
         sst.OVERRIDES[("scan", "bwd")] = best_bwd[1:]
         if best_fwd is not None:
-            sst.OVERRIDES[("seq", "fwd")] = (best_fwd[1], best_bwd[2], best_fwd[3])
+            sst.OVERRIDES[("thread", "fwd")] = best_fwd[1:]
     print("installed:", sst.OVERRIDES)
+
+
+def segments(args):
+    """Thread forward at the thin shapes for several segment counts (the default picks one from the SM count)."""
+    print("thread forward, bf16, var B/C, D, z, bias, softplus: ms per segment count (default marked *)")
+    shapes = [((1, 40, 8, 16), (1, 2, 4))] if SMOKE else [
+        ((1, 65536, 2048, 16), (1, 4, 8, 16, 32)), ((1, 1048576, 256, 16), (8, 32, 64, 128, 256, 512)),
+        ((8, 2048, 2048, 16), (1, 2))]
+    for (batch, seqlen, dim, dstate), counts in shapes:
+        inp = make_inputs(batch, dim, seqlen, dstate, torch.bfloat16, requires_grad=False)
+        xs = [inp[k] for k in ARGS]
+        default = sst._pick_thread_config(batch, dim, seqlen, dim, torch.device(DEV))[4]
+        cells = []
+        for n_seg in sorted(set(counts) | {default}):
+            ms = bench_ms(lambda n_seg=n_seg: sst._forward(*xs, True, "thread", n_seg=n_seg), rep=20)
+            cells.append(f"{n_seg}{'*' if n_seg == default else ''}: {ms:.3f}")
+        print(f"({batch}, {seqlen}, {dim}, {dstate}): " + ", ".join(cells), flush=True)
+        del inp, xs
 
 
 def bench(args):
@@ -336,7 +363,7 @@ def quick(args):
     batch, seqlen, dim, dstate = (1, 40, 8, 16) if SMOKE else (8, 2048, 2048, 16)
     inp = make_inputs(batch, dim, seqlen, dstate, torch.bfloat16)
     xs = [x.detach() if x is not None else None for x in (inp[k] for k in ARGS)]
-    for impl, bd, ch, nw in [("seq", None, None, None), ("seq", 32, 16, 1), ("seq", 8, 16, 1), ("seq", 64, 16, 2)]:
+    for impl, bd, ch, nw in [("thread", None, None, None), ("seq", None, None, None), ("seq", 16, 32, 1)]:
         ms = bench_ms(lambda impl=impl, bd=bd, ch=ch, nw=nw: sst._forward(*xs, True, impl, bd, ch, nw), rep=30)
         print(f"fwd {impl} {bd} {ch} {nw}: {ms:.3f} ms", flush=True)
     fb = bench_ms(fwd_bwd_fn(inp), rep=30)
@@ -350,14 +377,15 @@ def quick(args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for flag in ("check", "tune", "bench", "decode", "quick"):
+    for flag in ("check", "tune", "segments", "bench", "decode", "quick"):
         p.add_argument(f"--{flag}", action="store_true")
     args = p.parse_args()
     if not torch.cuda.is_available() and not SMOKE:
         raise SystemExit("benchmarks/scan.py needs a CUDA GPU (or TRITON_INTERPRET=1 for a toy-size smoke run)")
     print(DEV if SMOKE else torch.cuda.get_device_name(), "torch", torch.__version__, "triton", triton.__version__)
     failures = 0
-    for flag, fn in (("quick", quick), ("check", check), ("tune", tune), ("bench", bench), ("decode", decode)):
+    for flag, fn in (("quick", quick), ("check", check), ("tune", tune), ("segments", segments), ("bench", bench),
+                     ("decode", decode)):
         if getattr(args, flag):
             t0 = time.time()
             try:

@@ -25,6 +25,8 @@ import triton
 import triton.language as tl
 
 from .checks import KERNEL_DTYPES, check_scan_inputs, check_triton_tensors
+from .selective_scan_triton_common import softplus_fp32
+from .selective_scan_triton_thread import MAX_THREAD_DSTATE, _thread_fwd_kernel
 
 LOG2E = math.log2(math.e)
 MAX_DSTATE = 256
@@ -38,18 +40,13 @@ def _linear_combine(a1, b1, a2, b2):
 
 
 @triton.jit
-def _softplus(x):
-    return tl.where(x <= 20.0, tl.log(1.0 + tl.exp(tl.minimum(x, 20.0))), x)
-
-
-@triton.jit
 def _load_delta(delta_ptr, offs, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
     """delta after bias and softplus, zero where masked (a zero step leaves the state unchanged)."""
     dt = tl.load(delta_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     if HAS_BIAS:
         dt = dt + bias[:, None]
     if SOFTPLUS:
-        dt = _softplus(dt)
+        dt = softplus_fp32(dt)
     return tl.where(mask, dt, 0.0)
 
 
@@ -179,7 +176,7 @@ def _scan_bwd_kernel(
             dt_pre = dt_raw + bias[:, None]
         dt = dt_pre
         if SOFTPLUS:
-            dt = _softplus(dt_pre)
+            dt = softplus_fp32(dt_pre)
         dt = tl.where(m2, dt, 0.0)
         next_mask = dmask[:, None] & ((t_loc < CHUNK - 1) & (t + 1 < L))[None, :]
         dt_next = _load_delta(delta_ptr + pid_b * s_db, d_offs + s_dl, next_mask, bias, HAS_BIAS, SOFTPLUS)
@@ -313,7 +310,7 @@ def _seq_fwd_kernel(
             if HAS_BIAS:
                 dt += bias
             if SOFTPLUS:
-                dt = _softplus(dt)
+                dt = softplus_fp32(dt)
             dt = tl.where(m, dt, 0.0)
             a = tl.exp2(dt[None, :] * A2)
             if B_VAR:
@@ -403,7 +400,7 @@ def _seq_bwd_kernel(
             if HAS_BIAS:
                 dt += bias
             if SOFTPLUS:
-                dt = _softplus(dt)
+                dt = softplus_fp32(dt)
             dt = tl.where(m, dt, 0.0)
             if B_VAR:
                 Bt = tl.load(B_col + t * s_Bl, mask=nmask & (t < L), other=0.0).to(tl.float32)[:, None]
@@ -425,7 +422,7 @@ def _seq_bwd_kernel(
                 dt_pre += bias
             dt = dt_pre
             if SOFTPLUS:
-                dt = _softplus(dt_pre)
+                dt = softplus_fp32(dt_pre)
             dt = tl.where(m, dt, 0.0)
             dout = tl.load(dout_ptr + bdl + t, mask=m, other=0.0).to(tl.float32)
             if B_VAR:
@@ -512,16 +509,37 @@ def _num_sms(device: torch.device) -> int:
     return 1
 
 
-IMPLS = ("auto", "seq", "scan")
-# (forward, backward) kernels per implementation choice; "auto" pairs the faster of each (H100 timings).
-KERNEL_PAIRS = {"auto": ("seq", "scan"), "seq": ("seq", "seq"), "scan": ("scan", "scan")}
-# The seq forward walks the whole sequence with one program per 16 channels; with fewer than this many
-# (batch, channel) rows per SM it cannot fill the GPU and the chunked scan forward wins: on the H100 at
-# (1, 1048576, 256, 16) bf16 the scan forward took 47 ms (run 1) against 253 ms for seq (run 4), and at
-# (1, 65536, 2048, 16) 13.4 ms against 19.3 ms, while seq won at batch*dim >= 16384 (benchmarks/README.md).
-SEQ_FWD_MIN_CHANNELS_PER_SM = 64
-# {(impl, "fwd"|"bwd"): (block_d, chunk, num_warps)} for N <= 16, e.g. set by ``benchmarks/scan.py --tune``.
+IMPLS = ("auto", "thread", "seq", "scan")
+# (forward, backward) kernels per implementation choice; "auto" pairs the fastest of each (H100 timings,
+# benchmarks/README.md). "thread" (one lane per channel, N <= 16) falls back to "seq" for larger N.
+KERNEL_PAIRS = {"auto": ("thread", "scan"), "thread": ("thread", "scan"), "seq": ("seq", "seq"),
+                "scan": ("scan", "scan")}
+# The thread forward wants about one warp per SM sub-partition (4 per SM); with fewer (batch, channel-block)
+# programs it splits the sequence into segments (an extra pass over all but the last segment).
+THREAD_PROGRAMS_PER_SM = 4
+# {(impl, "fwd"|"bwd"): (block_d, chunk, num_warps)} for N <= 16, e.g. set by ``benchmarks/scan.py --tune``;
+# ("thread", "fwd") may hold a 4th and 5th entry: tile steps and segment count.
 OVERRIDES: dict = {}
+
+
+def _pick_thread_config(batch, dim, seqlen, group_size, device, block_d=None, chunk=None, num_warps=None, tile=None,
+                        n_seg=None):
+    """(BLOCK_D, CHUNK, num_warps, T, n_seg) for the thread-per-channel forward; explicit values win."""
+    tuned = OVERRIDES.get(("thread", "fwd"), ())
+    tuned = tuple(tuned) + (None,) * (5 - len(tuned))
+    block_d = block_d or tuned[0] or 32
+    chunk = chunk or tuned[1] or 32
+    num_warps = num_warps or tuned[2]
+    tile = min(tile or tuned[3] or 8, chunk)
+    if group_size < dim and group_size % block_d != 0:  # channels of a program share one group
+        block_d = math.gcd(block_d, group_size & -group_size)
+    num_warps = num_warps or max(1, block_d // 32)
+    if n_seg is None:
+        n_seg = tuned[4]
+    if n_seg is None:
+        programs = batch * triton.cdiv(dim, block_d)
+        n_seg = max(1, triton.cdiv(THREAD_PROGRAMS_PER_SM * _num_sms(device), programs))
+    return block_d, chunk, num_warps, tile, max(1, n_seg)
 
 
 def _pick_config(impl, batch, dim, seqlen, np2, group_size, device, block_d=None, chunk=None, num_warps=None,
@@ -583,31 +601,64 @@ def _bc_strides(t, var):
     return t.stride(0), 0, t.stride(1), 0
 
 
+def _state_rows(t, var, np2):
+    """Variable B or C (batch, G, N, L) as (batch, G, L, NP) fp32 time-major rows, zero-padded to NP states: the
+    thread forward reads one step's NP values as aligned 8-byte words. Returned with strides reported as
+    (batch, G, N, L) so ``_bc_strides`` applies unchanged."""
+    if not var:
+        return t
+    rows = torch.zeros(t.shape[0], t.shape[1], t.shape[3], np2, device=t.device, dtype=torch.float32)
+    rows[..., : t.shape[2]] = t.transpose(2, 3)
+    return rows.transpose(2, 3)
+
+
 def _contig_last(t):
     return t if t is None or t.stride(-1) == 1 else t.contiguous()
 
 
 def _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, impl="seq", block_d=None, chunk=None,
-             num_warps=None):
+             num_warps=None, tile=None, n_seg=None):
     """Run the forward kernel; returns out, the chunk-end states (batch, dim, n_chunks, NP) fp32 and the chunk."""
     batch, dim, seqlen, dstate = u.shape[0], u.shape[1], u.shape[2], A.shape[1]
     np2 = max(2, triton.next_power_of_2(dstate))
     Bg, b_var, Cg, c_var, n_groups = _grouped_bc(B, C)
-    block_d, chunk, num_warps = _pick_config(impl, batch, dim, seqlen, np2, dim // n_groups, u.device, block_d,
-                                             chunk, num_warps)
+    if impl == "thread":
+        block_d, chunk, num_warps, tile, n_seg = _pick_thread_config(batch, dim, seqlen, dim // n_groups, u.device,
+                                                                     block_d, chunk, num_warps, tile, n_seg)
+    else:
+        block_d, chunk, num_warps = _pick_config(impl, batch, dim, seqlen, np2, dim // n_groups, u.device, block_d,
+                                                 chunk, num_warps)
     n_chunks = triton.cdiv(seqlen, chunk)
     out = torch.empty_like(u, memory_format=torch.contiguous_format)
     states = torch.empty(batch, dim, n_chunks, np2, device=u.device, dtype=torch.float32)
     zz = z if z is not None else u
+    args = (u, delta, A, Bg, Cg, D if D is not None else A, zz, delta_bias if delta_bias is not None else A, out,
+            states)
+    strides = (*u.stride(), *delta.stride(), *zz.stride(), *out.stride(),
+               *_bc_strides(Bg, b_var), *_bc_strides(Cg, c_var), *A.stride())
+    flags = dict(HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+                 SOFTPLUS=bool(delta_softplus), B_VAR=b_var, C_VAR=c_var, BLOCK_D=block_d, NP=np2, CHUNK=chunk,
+                 num_warps=num_warps)
+    if impl == "thread":
+        Bg, Cg = _state_rows(Bg, b_var, np2), _state_rows(Cg, c_var, np2)
+        args = args[:3] + (Bg, Cg) + args[5:]
+        strides = strides[:12] + _bc_strides(Bg, b_var) + _bc_strides(Cg, c_var) + strides[20:]
+        n_seg = min(n_seg, n_chunks)
+        chunks_per_seg = triton.cdiv(n_chunks, n_seg)
+        n_seg = triton.cdiv(n_chunks, chunks_per_seg)
+        seg_h = torch.empty(batch, n_seg, dim, np2, device=u.device, dtype=torch.float32)
+        seg_dt = torch.empty(batch, n_seg, dim, device=u.device, dtype=torch.float32)
+        sizes = (dim, seqlen, n_chunks, chunks_per_seg, n_seg, dim // n_groups, dstate)
+        dblocks = triton.cdiv(dim, block_d)
+        if n_seg > 1:
+            _thread_fwd_kernel[(batch, dblocks, n_seg - 1)](*args, seg_h, seg_dt, *sizes, *strides, LOCAL=True,
+                                                            T=tile, **flags)
+        _thread_fwd_kernel[(batch, dblocks, n_seg)](*args, seg_h, seg_dt, *sizes, *strides, LOCAL=False, T=tile,
+                                                    **flags)
+        return out, states, chunk
     kernel = _seq_fwd_kernel if impl == "seq" else _scan_fwd_kernel
-    kernel[(batch, triton.cdiv(dim, block_d))](
-        u, delta, A, Bg, Cg, D if D is not None else A, zz, delta_bias if delta_bias is not None else A, out, states,
-        dim, seqlen, n_chunks, dim // n_groups, dstate,
-        *u.stride(), *delta.stride(), *zz.stride(), *out.stride(),
-        *_bc_strides(Bg, b_var), *_bc_strides(Cg, c_var), *A.stride(),
-        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
-        B_VAR=b_var, C_VAR=c_var, BLOCK_D=block_d, NP=np2, CHUNK=chunk, num_warps=num_warps,
-    )
+    kernel[(batch, triton.cdiv(dim, block_d))](*args, dim, seqlen, n_chunks, dim // n_groups, dstate, *strides,
+                                               **flags)
     return out, states, chunk
 
 
@@ -670,11 +721,12 @@ class SelectiveScanTriton(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, config):
-        impl, block_d, chunk = config
+        impl, block_d, chunk, tile, n_seg = config
         fwd_impl, bwd_impl = KERNEL_PAIRS[impl]
-        if impl == "auto" and u.shape[0] * u.shape[1] < SEQ_FWD_MIN_CHANNELS_PER_SM * _num_sms(u.device):
-            fwd_impl = "scan"
-        out, states, chunk = _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, fwd_impl, block_d, chunk)
+        if fwd_impl == "thread" and A.shape[1] > MAX_THREAD_DSTATE:
+            fwd_impl = "seq"
+        out, states, chunk = _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, fwd_impl, block_d, chunk,
+                                      tile=tile, n_seg=n_seg)
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, states)
         ctx.delta_softplus = delta_softplus
         ctx.config = (bwd_impl, chunk, block_d)
@@ -694,14 +746,16 @@ class SelectiveScanTriton(torch.autograd.Function):
 
 
 def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                          return_last_state=False, *, _impl="auto", _block_d=None, _chunk=None):
+                          return_last_state=False, *, _impl="auto", _block_d=None, _chunk=None, _tile=None,
+                          _n_seg=None):
     """Selective scan with mamba_ssm ``selective_scan_fn`` semantics on the fused Triton kernels.
 
     Args are those of :func:`mamba_core.ops.selective_scan_ref`. Private overrides: ``_impl`` picks the kernels,
-    "seq" (step-by-step recurrence), "scan" (``tl.associative_scan`` over chunks) or "auto" (scan backward;
-    seq forward unless batch*dim is too small to fill the GPU, then scan: the fastest measured); ``_block_d``
-    channels per program and ``_chunk`` steps per saved state (powers of two; the scan kernels need ``_chunk`` >= 16),
-    e.g. so that tests cover several chunks with short sequences.
+    "thread" (one lane per channel forward, see ``selective_scan_triton_thread``; scan backward), "seq"
+    (step-by-step recurrence), "scan" (``tl.associative_scan`` over chunks) or "auto" (= "thread", the fastest
+    measured; N > 16 uses the "seq" forward); ``_block_d`` channels per program and ``_chunk`` steps per saved
+    state (powers of two; the scan kernels need ``_chunk`` >= 16), e.g. so that tests cover several chunks with
+    short sequences; ``_tile`` steps per unrolled tile and ``_n_seg`` sequence segments of the thread forward.
 
     Returns:
         out (batch, dim, L) in u's dtype, plus the last state (batch, dim, N) fp32 if ``return_last_state``.
@@ -709,7 +763,9 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     _check_kernel_inputs(u, delta, A, B, C, D, z, delta_bias)
     if _impl not in IMPLS:
         raise ValueError(f"_impl must be one of {IMPLS}, got {_impl!r}")
-    for name, v in (("_block_d", _block_d), ("_chunk", _chunk)):
+    if _n_seg is not None and _n_seg < 1:
+        raise ValueError(f"_n_seg must be >= 1, got {_n_seg}")
+    for name, v in (("_block_d", _block_d), ("_chunk", _chunk), ("_tile", _tile)):
         if v is not None and (v < 1 or v & (v - 1)):
             raise ValueError(f"{name} must be a power of two, got {v}")
     if _impl != "seq" and _chunk is not None and _chunk < 16:
@@ -718,4 +774,4 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     B = B.contiguous() if B.dim() == 2 else B
     C = C.contiguous() if C.dim() == 2 else C
     return SelectiveScanTriton.apply(u, delta, A.contiguous(), B, C, D, z, delta_bias, delta_softplus,
-                                     return_last_state, (_impl, _block_d, _chunk))
+                                     return_last_state, (_impl, _block_d, _chunk, _tile, _n_seg))

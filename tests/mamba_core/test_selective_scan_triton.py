@@ -96,10 +96,22 @@ def test_fp32_matches_reference_across_chunks(b_form, c_form, has_d, has_z, has_
     ],
 )
 def test_each_kernel_pair_matches_reference(impl, b_form, c_form, has_d, has_z, has_bias, softplus, groups):
-    # The default pairs the step-by-step forward with the associative-scan backward; each kernel on its own too.
+    # The default pairs the thread-per-channel forward with the associative-scan backward; the others too.
     inputs = make_inputs(1, 4, 37, 4, b_form, c_form, has_d, has_z, has_bias, groups=groups, seed=2)
     check_against_reference(inputs, softplus, 1e-5, 1e-5, _impl=impl, _chunk=16 if impl == "scan" else 8,
                             _block_d=2)
+
+
+@pytest.mark.parametrize(
+    "n_seg, tile, b_form, c_form, dstate, groups",
+    [(3, 4, "var", "var", 16, 1), (2, 8, "group", "group", 5, 2), (4, 2, "fixed", "var", 3, 1)],
+)
+def test_thread_forward_segments_and_tiles(n_seg, tile, b_form, c_form, dstate, groups):
+    # The sequence split into segments that run in parallel (each one's start state rebuilt from the earlier ones'
+    # local end states) and unrolled tiles that do not divide L must still give the plain recurrence.
+    inputs = make_inputs(2, 4, 75, dstate, b_form, c_form, True, True, True, groups=groups, seed=3)
+    check_against_reference(inputs, True, 1e-5, 1e-5, _impl="thread", _chunk=16, _block_d=2, _tile=tile,
+                            _n_seg=n_seg)
 
 
 def test_fp32_state16_default_config_odd_dim():
