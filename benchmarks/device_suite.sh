@@ -27,6 +27,13 @@ for section in "$@"; do
       nvidia-smi -L
       run 110 kernel.log python3 benchmarks/scan.py --check
       run 190 kernel.log python3 benchmarks/scan.py --bench --decode ;;
+    kernel-full)  # check, tuning, segment sweep, table, decode: ~8 minutes with compiles
+      nvidia-smi -L
+      run 230 kernel.log python3 benchmarks/scan.py --check
+      run 290 kernel.log python3 benchmarks/scan.py --tune --segments --bench --decode ;;
+    ddp)  # tokens/s on 1 vs 2 GPUs, DNA pretraining at L = 2^16 (issue #8)
+      run 290 ddp.log python3 benchmarks/ddp_scaling.py --devices 1 2 --out runs/ddp_scaling --timeout 130
+      cp runs/ddp_scaling/results.md "$OUT/ddp_results.md" 2>/dev/null ;;
     dna-length)
       run 120 dna.log python3 benchmarks/dna_length.py --device cuda --max-log2-len 20 --steps 1 --warmup 1 \
         --csv "$OUT/dna_length.csv" ;;
