@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # The GPU measurements behind the issues' notes, in sections that fit one device call each (<= 10 minutes).
-# Usage on the GPU machine, from the repository root, with the wheels the image lacks in .whl/:
+# Usage on the GPU machine, from the repository root, with the wheels the image lacks in .whl/ (on a 2-GPU machine
+# two suites can run side by side: install first with `bash benchmarks/device_suite.sh`, then
+# `CUDA_VISIBLE_DEVICES=0 bash benchmarks/device_suite.sh A & CUDA_VISIBLE_DEVICES=1 bash benchmarks/device_suite.sh B`):
 #   bash benchmarks/device_suite.sh kernel dna-length synthetic audio-throughput     # call 1
 #   bash benchmarks/device_suite.sh audio-pipeline                                    # call 2
 # Every section has a hard time limit; logs go to $OUT (or runs/device) as <section>.log.
 set -u
 OUT=${OUT:-runs/device}
 mkdir -p "$OUT"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+if ls .whl/*.whl >/dev/null 2>&1; then  # once per machine: two suites started side by side share /tmp/site
+  [ -f /tmp/site/.installed ] || { python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+    --upgrade --target /tmp/site .whl/*.whl && touch /tmp/site/.installed; }
   export PYTHONPATH=/tmp/site:$PWD
 else
   export PYTHONPATH=$PWD
