@@ -601,15 +601,22 @@ def _bc_strides(t, var):
     return t.stride(0), 0, t.stride(1), 0
 
 
-def _state_rows(t, var, np2):
-    """Variable B or C (batch, G, N, L) as (batch, G, L, NP) fp32 time-major rows, zero-padded to NP states: the
-    thread forward reads one step's NP values as aligned 8-byte words. Returned with strides reported as
-    (batch, G, N, L) so ``_bc_strides`` applies unchanged."""
+def _state_tiles(t, var, np2, tile):
+    """Variable B or C (batch, G, N, L) re-laid as (batch, G, ceil(L/T), NP, T) in its dtype, zero-padded in N and
+    L: the thread forward reads a time tile of all NP rows from one base address. Fixed (dim, N) passes through."""
     if not var:
         return t
-    rows = torch.zeros(t.shape[0], t.shape[1], t.shape[3], np2, device=t.device, dtype=torch.float32)
-    rows[..., : t.shape[2]] = t.transpose(2, 3)
-    return rows.transpose(2, 3)
+    batch, groups, dstate, seqlen = t.shape
+    n_tiles = triton.cdiv(seqlen, tile)
+    tiles = torch.zeros(batch, groups, n_tiles, np2, tile, device=t.device, dtype=t.dtype)
+    padded = torch.nn.functional.pad(t, (0, n_tiles * tile - seqlen))
+    tiles[:, :, :, :dstate] = padded.unflatten(3, (n_tiles, tile)).transpose(2, 3)
+    return tiles
+
+
+def _tile_strides(tiles, var):
+    """Kernel strides (batch, group, n, l) of ``_state_tiles`` output; n and l are implied by the layout."""
+    return (tiles.stride(0), tiles.stride(1), 0, 0) if var else _bc_strides(tiles, var)
 
 
 def _contig_last(t):
@@ -640,9 +647,9 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, impl="seq", bl
                  SOFTPLUS=bool(delta_softplus), B_VAR=b_var, C_VAR=c_var, BLOCK_D=block_d, NP=np2, CHUNK=chunk,
                  num_warps=num_warps)
     if impl == "thread":
-        Bg, Cg = _state_rows(Bg, b_var, np2), _state_rows(Cg, c_var, np2)
+        Bg, Cg = _state_tiles(Bg, b_var, np2, tile), _state_tiles(Cg, c_var, np2, tile)
         args = args[:3] + (Bg, Cg) + args[5:]
-        strides = strides[:12] + _bc_strides(Bg, b_var) + _bc_strides(Cg, c_var) + strides[20:]
+        strides = strides[:12] + _tile_strides(Bg, b_var) + _tile_strides(Cg, c_var) + strides[20:]
         n_seg = min(n_seg, n_chunks)
         chunks_per_seg = triton.cdiv(n_chunks, n_seg)
         n_seg = triton.cdiv(n_chunks, chunks_per_seg)

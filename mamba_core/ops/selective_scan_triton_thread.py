@@ -31,37 +31,63 @@ MAX_THREAD_DSTATE = 16
 
 
 @triton.jit
-def _column(tile, sel):
-    """Column k of a (BLOCK_D, T) tile whose T axis lives in one thread; ``sel`` is ``arange(T) == k``."""
-    return tl.sum(tl.where(sel, tile.to(tl.float32), 0.0), axis=1)
+def _halves(x):
+    """(R, W) -> its even and its odd columns; with the W axis inside one thread this only renames registers."""
+    return tl.split(tl.reshape(x, (x.shape[0], x.shape[1] // 2, 2)))
 
 
 @triton.jit
-def _state_row(row_ptr, ok, NP: tl.constexpr, MASK_T: tl.constexpr):
-    """The NP fp32 values of one time step of B or C, as NP uniform scalars (every lane loads the same 8-byte
-    words, so the values sit in each thread's registers with no shuffles); zeros where not ``ok`` (if MASK_T)."""
-    words = row_ptr.to(tl.pointer_type(tl.int64))
-    vals = ()
-    for j in tl.static_range(NP // 2):
-        if MASK_T:
-            w = tl.load(words + j, mask=ok, other=0)
-        else:
-            w = tl.load(words + j)
-        vals = vals + ((w & 0xFFFFFFFF).to(tl.int32).to(tl.float32, bitcast=True),
-                       (w >> 32).to(tl.int32).to(tl.float32, bitcast=True))
-    return vals
+def _columns(x, T: tl.constexpr):
+    """The T columns of a (R, T) tile (T in 1, 2, 4, 8) as a tuple of (R,) fp32 vectors, by register renaming (a
+    masked sum would cost T adds per column)."""
+    if T == 1:
+        cols = (tl.reshape(x, (x.shape[0],)),)
+    elif T == 2:
+        c0, c1 = tl.split(x)
+        cols = (c0, c1)
+    elif T == 4:
+        e, o = _halves(x)
+        c0, c2 = tl.split(e)
+        c1, c3 = tl.split(o)
+        cols = (c0, c1, c2, c3)
+    else:
+        tl.static_assert(T == 8, "the thread forward unrolls tiles of 1, 2, 4 or 8 steps")
+        e, o = _halves(x)
+        ee, eo = _halves(e)
+        oe, oo = _halves(o)
+        c0, c4 = tl.split(ee)
+        c2, c6 = tl.split(eo)
+        c1, c5 = tl.split(oe)
+        c3, c7 = tl.split(oo)
+        cols = (c0, c1, c2, c3, c4, c5, c6, c7)
+    out = ()
+    for k in tl.static_range(T):
+        out = out + (cols[k].to(tl.float32),)
+    return out
+
+
+@triton.jit
+def _state_tiles(tile_ptr, zero_cols, tt, NP: tl.constexpr, T: tl.constexpr, TM: tl.constexpr):
+    """T steps of B or C as NP tuples of T (BLOCK_D,) columns, each the same in every lane (a broadcast).
+
+    ``tile_ptr`` points into a contiguous (NP, TM) block (see ``_state_tiles`` in selective_scan_triton), so all NP
+    loads share one base register with compile-time offsets, and each is one T-element vector per lane."""
+    tiles = ()
+    for n in tl.static_range(NP):
+        tiles = tiles + (_columns(tl.load(tile_ptr + n * TM + zero_cols + tt[None, :]), T),)
+    return tiles
 
 
 @triton.jit
 def _thread_tile(h, dtsum, A2, Bfix, Cfix, Dv, bias, t0, L, dmask,
-                 u_row, dt_row, z_row, o_row, B_rows, C_rows,
+                 u_row, dt_row, z_row, o_row, B_tiles, C_tiles,
                  s_ul, s_dl, s_zl, s_ol,
                  HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
                  B_VAR: tl.constexpr, C_VAR: tl.constexpr, LOCAL: tl.constexpr, MASK_T: tl.constexpr,
-                 NP: tl.constexpr, T: tl.constexpr):
+                 NP: tl.constexpr, T: tl.constexpr, TM: tl.constexpr):
     """Advance the state tuple ``h`` over steps t0 .. t0+T-1 (all < L unless MASK_T); write y unless LOCAL.
 
-    B_rows/C_rows point at time step 0 of this batch element's (L, NP) fp32 rows."""
+    B_tiles/C_tiles point at this batch element's (L/TM, NP, TM) tiles of variable B/C (TM: the layout's tile)."""
     tt = tl.arange(0, T)
     t = t0 + tt
     if MASK_T:
@@ -79,28 +105,35 @@ def _thread_tile(h, dtsum, A2, Bfix, Cfix, Dv, bias, t0, L, dmask,
     dtu = dt * u
     if LOCAL:
         dtsum += tl.sum(dt, axis=1)
+    zero_cols = tl.zeros_like(dmask.to(tl.int32))[:, None]  # (BLOCK_D, 1): broadcasts a B/C row over the lanes
+    tile_offs = (t0 // TM) * (NP * TM)
+    if T != TM:
+        tile_offs += t0 % TM
+    if B_VAR:
+        Bt = _state_tiles(B_tiles + tile_offs, zero_cols, tt, NP, T, TM)
+    if C_VAR and not LOCAL:
+        Ct = _state_tiles(C_tiles + tile_offs, zero_cols, tt, NP, T, TM)
+    dt_cols = _columns(dt, T)
+    dtu_cols = _columns(dtu, T)
     y = tl.zeros_like(u)
     for k in tl.static_range(T):
         sel = (tt == k)[None, :]
-        dt_k = _column(dt, sel)
-        dtu_k = _column(dtu, sel)
-        ok = (t0 + k) < L
-        if B_VAR:
-            b_k = _state_row(B_rows + (t0 + k) * NP, ok, NP, MASK_T)
-        else:
-            b_k = Bfix
-        if not LOCAL:
-            if C_VAR:
-                c_k = _state_row(C_rows + (t0 + k) * NP, ok, NP, MASK_T)
-            else:
-                c_k = Cfix
+        dt_k = dt_cols[k]
+        dtu_k = dtu_cols[k]
         y_k = tl.zeros_like(dt_k)
         hn = ()
         for n in tl.static_range(NP):
-            h_n = tl.exp2(dt_k * A2[n]) * h[n] + dtu_k * b_k[n]
+            if B_VAR:
+                b_kn = Bt[n][k]
+            else:
+                b_kn = Bfix[n]
+            h_n = tl.exp2(dt_k * A2[n]) * h[n] + dtu_k * b_kn
             hn = hn + (h_n,)
             if not LOCAL:
-                y_k += h_n * c_k[n]
+                if C_VAR:
+                    y_k += h_n * Ct[n][k]
+                else:
+                    y_k += h_n * Cfix[n]
         h = hn
         if not LOCAL:
             y = tl.where(sel, y_k[:, None], y)
@@ -169,23 +202,25 @@ def _thread_fwd_kernel(
     dt_row = delta_ptr + pid_b * s_db + d * s_dd
     z_row = z_ptr + pid_b * s_zb + d * s_zd
     o_row = out_ptr + pid_b * s_ob + d * s_od
-    B_rows = B_ptr + pid_b * s_Bb + grp * s_Bg  # var B/C: (batch, G, L, NP) fp32 rows, see the docstring
-    C_rows = C_ptr + pid_b * s_Cb + grp * s_Cg
+    B_tiles = B_ptr + pid_b * s_Bb + grp * s_Bg  # var B/C: (batch, G, L/T, NP, T) tiles, zero-padded
+    C_tiles = C_ptr + pid_b * s_Cb + grp * s_Cg
     c = seg * chunks_per_seg
     c_end = tl.minimum(c + chunks_per_seg, n_chunks)
     while c < c_end:
+        n_full = (tl.minimum((c + 1) * CHUNK, L) - c * CHUNK) // T
         j = 0
-        while j < CHUNK // T:
-            t0 = c * CHUNK + j * T
-            if t0 + T <= L:
-                h, dtsum = _thread_tile(h, dtsum, A2, Bfix, Cfix, Dv, bias, t0, L, dmask, u_row, dt_row, z_row,
-                                        o_row, B_rows, C_rows, s_ul, s_dl, s_zl, s_ol,
-                                        HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR, C_VAR, LOCAL, False, NP, T)
-            elif t0 < L:
-                h, dtsum = _thread_tile(h, dtsum, A2, Bfix, Cfix, Dv, bias, t0, L, dmask, u_row, dt_row, z_row,
-                                        o_row, B_rows, C_rows, s_ul, s_dl, s_zl, s_ol,
-                                        HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR, C_VAR, LOCAL, True, NP, T)
+        while j < n_full:  # t0 written as c*CHUNK + j*T so that Triton sees it is a multiple of T (vector loads)
+            h, dtsum = _thread_tile(h, dtsum, A2, Bfix, Cfix, Dv, bias, c * CHUNK + j * T, L, dmask, u_row, dt_row,
+                                    z_row, o_row, B_tiles, C_tiles, s_ul, s_dl, s_zl, s_ol,
+                                    HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR, C_VAR, LOCAL, False, NP, T, T)
             j += 1
+        t0 = c * CHUNK + n_full * T
+        t_end = tl.minimum((c + 1) * CHUNK, L)
+        while t0 < t_end:  # the sequence's last partial tile, one masked step at a time
+            h, dtsum = _thread_tile(h, dtsum, A2, Bfix, Cfix, Dv, bias, t0, L, dmask, u_row, dt_row, z_row,
+                                    o_row, B_tiles, C_tiles, s_ul, s_dl, s_zl, s_ol,
+                                    HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR, C_VAR, LOCAL, True, NP, 1, T)
+            t0 += 1
         if not LOCAL:
             st_row = ((pid_b * dim + d) * n_chunks + c) * NP
             for n in tl.static_range(NP):
