@@ -4,6 +4,8 @@
 memory independent of the clip length for the SSM blocks. The first input is the zero token (128), as in training.
 Sampling uses temperature and nucleus (top-p) filtering; the returned log-likelihood of each clip is the sum of
 ``log p(sample_t | samples < t)`` under the model's *unmodified* distribution (temperature 1, no top-p), in nats.
+On CUDA the step is replayed from CUDA graphs (:mod:`audio.graph_generation`), with the same tokens for the same
+generator state as the eager loop (:func:`sample_batch_eager`), which runs on the CPU or with ``use_cuda_graph=False``.
 
 :func:`write_clips` writes the clips as 16-bit WAV files plus ``likelihoods.tsv`` into a folder and never replaces an
 existing file unless ``overwrite=True`` (it checks every target before writing any).
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -36,31 +40,66 @@ def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_p: float =
 
 
 @torch.no_grad()
+def sample_batch_eager(model: SaShiMi, batch_size: int, length: int, temperature: float = 1.0, top_p: float = 1.0,
+                       generator: torch.Generator | None = None,
+                       on_progress: Callable[[int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference loop: ``batch_size`` clips, one :meth:`SaShiMi.step` and one ``torch.multinomial`` per sample.
+
+    Returns (tokens (B, L) int64, log_likelihood (B,) fp64) on the model's device; ``on_progress(n)`` is told after
+    every step how many samples were added.
+    """
+    device = next(model.parameters()).device
+    state = model.init_state(batch_size, device=device)
+    current = torch.full((batch_size,), mulaw.ZERO_TOKEN, dtype=torch.long, device=device)
+    total = torch.zeros(batch_size, dtype=torch.float64, device=device)
+    chunk = torch.empty(batch_size, length, dtype=torch.long, device=device)
+    for t in range(length):
+        logits = model.step(current, state).float()
+        probs = filter_logits(logits, temperature, top_p).softmax(-1)
+        current = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        total += logits.log_softmax(-1).gather(-1, current.unsqueeze(-1)).squeeze(-1).double()
+        chunk[:, t] = current
+        if on_progress is not None:
+            on_progress(batch_size)
+    return chunk, total
+
+
+@torch.no_grad()
 def sample_tokens(model: SaShiMi, num_samples: int, length: int, batch_size: int = 16, temperature: float = 1.0,
-                  top_p: float = 1.0, generator: torch.Generator | None = None, progress: bool = True
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sample ``num_samples`` clips of ``length`` mu-law tokens -> (tokens (N, L) int64, log_likelihood (N,) fp64)."""
+                  top_p: float = 1.0, generator: torch.Generator | None = None, progress: bool = True,
+                  use_cuda_graph: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample ``num_samples`` clips of ``length`` mu-law tokens -> (tokens (N, L) int64, log_likelihood (N,) fp64).
+
+    On a CUDA model with ``use_cuda_graph`` (the default) each batch size's step is captured in CUDA graphs
+    (:class:`audio.graph_generation.StaticStepSampler`); same tokens for the same generator state, far fewer
+    Python launches. On the CPU, with ``use_cuda_graph=False``, or if the capture fails (a warning says why), the
+    eager loop :func:`sample_batch_eager` runs.
+    """
     if num_samples < 1 or length < 1 or batch_size < 1:
         raise ValueError("num_samples, length and batch_size must be >= 1")
     filter_logits(torch.zeros(1, 2), temperature, top_p)  # validate before the long loop
     model.eval()
     device = next(model.parameters()).device
+    graphed = use_cuda_graph and device.type == "cuda"
+    samplers: dict = {}  # batch size -> captured StaticStepSampler (the last batch may be smaller)
     tokens = torch.empty(num_samples, length, dtype=torch.long)
     log_likelihood = torch.zeros(num_samples, dtype=torch.float64)
     bar = tqdm(total=num_samples * length, desc="generating", unit="sample", disable=not progress)
     for start in range(0, num_samples, batch_size):
         count = min(batch_size, num_samples - start)
-        state = model.init_state(count, device=device)
-        current = torch.full((count,), mulaw.ZERO_TOKEN, dtype=torch.long, device=device)
-        total = torch.zeros(count, dtype=torch.float64, device=device)
-        chunk = torch.empty(count, length, dtype=torch.long, device=device)
-        for t in range(length):
-            logits = model.step(current, state).float()
-            probs = filter_logits(logits, temperature, top_p).softmax(-1)
-            current = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-            total += logits.log_softmax(-1).gather(-1, current.unsqueeze(-1)).squeeze(-1).double()
-            chunk[:, t] = current
-            bar.update(count)
+        if graphed and count not in samplers:
+            from audio.graph_generation import StaticStepSampler  # imports this module: import here, not on top
+
+            try:
+                samplers[count] = StaticStepSampler(model, count, temperature, top_p, generator, cuda_graph=True)
+            except Exception as err:  # noqa: BLE001  (capture is best effort: the eager loop gives the same tokens)
+                warnings.warn(f"CUDA graph capture failed ({type(err).__name__}: {err}); using the eager loop",
+                              RuntimeWarning, stacklevel=2)
+                graphed = False
+        if graphed:
+            chunk, total = samplers[count].run(length, on_progress=bar.update)
+        else:
+            chunk, total = sample_batch_eager(model, count, length, temperature, top_p, generator, bar.update)
         tokens[start : start + count] = chunk.cpu()
         log_likelihood[start : start + count] = total.cpu()
     bar.close()

@@ -10,7 +10,10 @@ Three block types, switchable per stage (the Mamba paper's Table 5 ablation on S
   grows with the number of steps, unlike the SSM blocks).
 
 Every block has ``forward(x (B, L, D)) -> (B, L, D)``, ``init_state(batch, device, dtype)`` and
-``step(x (B, D), state) -> (y (B, D), state)``; ``step`` over a sequence reproduces ``forward``.
+``step(x (B, D), state) -> (y (B, D), state)``; ``step`` over a sequence reproduces ``forward``. The Mamba and S4D
+states are updated in place and returned as the same objects, which lets :mod:`audio.graph_generation` capture the
+step in a CUDA graph; the attention cache is concatenated (new tensors every step), so models with an ``"mha"`` stage
+are sampled with the eager loop.
 """
 
 from __future__ import annotations

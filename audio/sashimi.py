@@ -20,7 +20,10 @@ t - 1) the logits at t depend on samples < t.
 
 Recurrent mode (:meth:`SaShiMi.step`): one sample at a time with constant memory for the SSM blocks. Level i steps
 once every prod(pool[:i]) samples; each DownPool buffers its ``pool`` inputs and each UpPool replays its ``pool``
-outputs, so step-by-step logits equal ``forward``.
+outputs, so step-by-step logits equal ``forward``. Every tensor of the state is allocated once by ``init_state`` and
+updated in place (only the Python counters that say which levels step change between samples), so the step can
+be captured in CUDA graphs, one per phase ``t mod prod(pool)`` (see :mod:`audio.graph_generation`). The attention
+block is the exception: its key/value cache grows.
 """
 
 from __future__ import annotations
@@ -41,23 +44,26 @@ class DownPool(nn.Module):
     def __init__(self, dim: int, expand: int, pool: int):
         super().__init__()
         self.pool = pool
+        self.dim = dim
         self.linear = nn.Linear(dim * pool, dim * expand)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, length, dim = x.shape
         return self.linear(x.reshape(batch, length // self.pool, self.pool * dim))
 
-    def init_state(self, batch_size: int, device=None, dtype=None) -> list:
-        return []
+    def init_state(self, batch_size: int, device=None, dtype=None) -> dict:
+        """A fixed (B, pool, D) buffer written in place (so a CUDA graph can capture the step) and a fill count."""
+        return {"buffer": torch.zeros(batch_size, self.pool, self.dim, device=device, dtype=dtype), "count": 0}
 
-    def step(self, x: torch.Tensor, state: list):
+    def step(self, x: torch.Tensor, state: dict):
         """Buffer x (B, D); every ``pool``-th call returns the coarse vector (B, D * expand), else None."""
-        state.append(x)
-        if len(state) < self.pool:
+        buffer = state["buffer"]
+        buffer[:, state["count"]].copy_(x)
+        state["count"] += 1
+        if state["count"] < self.pool:
             return None, state
-        out = self.linear(torch.cat(state, dim=-1))
-        state.clear()
-        return out, state
+        state["count"] = 0
+        return self.linear(buffer.reshape(buffer.shape[0], self.pool * self.dim)), state
 
 
 class UpPool(nn.Module):
@@ -78,13 +84,18 @@ class UpPool(nn.Module):
         return {"buffer": torch.zeros(batch_size, self.pool, self.out_dim, device=device, dtype=dtype), "index": 0}
 
     def step(self, x: torch.Tensor | None, state: dict):
-        """Next fine output (B, D / expand); x is the coarse vector, given only on the last sample of each group."""
-        out = state["buffer"][:, state["index"]]
+        """Next fine output (B, D / expand); x is the coarse vector, given only on the last sample of each group.
+
+        The buffer is overwritten in place (its storage never changes, as a CUDA graph needs).
+        """
+        buffer = state["buffer"]
+        out = buffer[:, state["index"]]
         state["index"] += 1
         if x is not None:
             if state["index"] != self.pool:
                 raise RuntimeError("UpPool received a coarse step before its group was complete")
-            state["buffer"] = self.linear(x).reshape(x.shape[0], self.pool, self.out_dim)
+            out = out.clone()  # the view would see the new group written below
+            buffer.copy_(self.linear(x).reshape(x.shape[0], self.pool, self.out_dim))
             state["index"] = 0
         elif state["index"] == self.pool:
             raise RuntimeError("UpPool group complete but no coarse step arrived")

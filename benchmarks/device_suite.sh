@@ -23,6 +23,19 @@ run() {  # run <seconds> <log> <command...>
   timeout "$limit" "$@" 2>&1 | tee -a "$OUT/$log"
   echo "### exit ${PIPESTATUS[0]}" | tee -a "$OUT/$log"
 }
+audio_generate_and_score() {  # <generate limit s>: after a fit of sc09_mini_gpu.yaml, 64 x 16000 samples -> scores
+  cp "$(ls -td runs/audio/sc09_mini_mamba_6m/version_* | head -1)/metrics.csv" "$OUT/audio_metrics.csv"
+  local ckpt
+  ckpt=$(ls -t runs/audio/sc09_mini_mamba_6m/version_*/checkpoints/last.ckpt | head -1)
+  run "$1" audio.log python3 -m apps.audio generate --checkpoint "$ckpt" --out-dir runs/gen64 --num-samples 64 \
+    --length 16000 --batch-size 64 --cuda-graph --sort-by-likelihood --no-progress
+  cp runs/gen64/likelihoods.tsv runs/gen64/clips.png "$OUT/" 2>/dev/null
+  run 60 audio.log python3 -m apps.audio train-classifier --data.root tests/data/sc09_mini --data.batch_size 32 \
+    --trainer.max_epochs 40 --trainer.accelerator gpu --trainer.devices 1 --trainer.enable_progress_bar false \
+    --trainer.default_root_dir runs/sc09_classifier --seed_everything 0
+  run 45 audio.log python3 -m apps.audio score runs/gen64 --classifier runs/sc09_classifier/checkpoints/best.ckpt \
+    --train-root tests/data/sc09_mini --out "$OUT/sc09_scores" --overwrite --device cuda --no-progress
+}
 for section in "$@"; do
   start=$SECONDS
   case $section in
@@ -48,32 +61,20 @@ for section in "$@"; do
         --num-samples 32 --out-dir "$OUT/induction" --no-progress ;;
     audio-throughput)
       run 90 audio.log python3 benchmarks/audio_throughput.py --device cuda --gen-steps 512 ;;
-    audio-pipeline)
-      run 150 audio.log python3 -m apps.audio fit --config configs/audio/sc09_mini_gpu.yaml \
-        --trainer.max_time 00:00:01:40
-      cp "$(ls -td runs/audio/sc09_mini_mamba_6m/version_* | head -1)/metrics.csv" "$OUT/audio_metrics.csv"
-      ckpt=$(ls -t runs/audio/sc09_mini_mamba_6m/version_*/checkpoints/last.ckpt | head -1)
-      run 100 audio.log python3 -m apps.audio generate --checkpoint "$ckpt" --out-dir runs/gen64 --num-samples 64 \
-        --batch-size 64 --sort-by-likelihood --no-progress
-      run 50 audio.log python3 -m apps.audio train-classifier --data.root tests/data/sc09_mini --data.batch_size 32 \
-        --trainer.max_epochs 40 --trainer.accelerator gpu --trainer.devices 1 --trainer.enable_progress_bar false \
-        --trainer.default_root_dir runs/sc09_classifier --seed_everything 0
-      run 40 audio.log python3 -m apps.audio score runs/gen64 --classifier runs/sc09_classifier/checkpoints/best.ckpt \
-        --train-root tests/data/sc09_mini --out "$OUT/sc09_scores" --device cuda --no-progress
-      cp runs/gen64/likelihoods.tsv runs/gen64/clips.png "$OUT/" 2>/dev/null ;;
-    audio-quick)  # the pipeline above squeezed into ~3 minutes: short fit, 16 one-second clips, score
+    audio-generation)  # eager loop vs CUDA-graph step, 6.26M U-Net, batch 1/16/64 (~1 minute), then the GPU test
+      run 180 audio_generation.log python3 benchmarks/audio_generation.py --device cuda --steps 320 \
+        --csv "$OUT/audio_generation.csv"
+      run 90 audio_generation.log python3 -m pytest -q -p no:cacheprovider tests/audio/test_graph_generation.py ;;
+    audio-pipeline)  # <= 8 minutes: 2-minute fit, 64 one-second clips (CUDA graphs, batch 64), classifier, scores
+      rm -rf runs/gen64 runs/sc09_classifier
+      run 180 audio.log python3 -m apps.audio fit --config configs/audio/sc09_mini_gpu.yaml \
+        --trainer.max_time 00:00:02:00
+      audio_generate_and_score 150 ;;
+    audio-quick)  # the pipeline above with a 50 s fit (~4 minutes)
+      rm -rf runs/gen64 runs/sc09_classifier
       run 95 audio.log python3 -m apps.audio fit --config configs/audio/sc09_mini_gpu.yaml \
         --trainer.max_time 00:00:00:50
-      cp "$(ls -td runs/audio/sc09_mini_mamba_6m/version_* | head -1)/metrics.csv" "$OUT/audio_metrics.csv"
-      ckpt=$(ls -t runs/audio/sc09_mini_mamba_6m/version_*/checkpoints/last.ckpt | head -1)
-      run 60 audio.log python3 -m apps.audio generate --checkpoint "$ckpt" --out-dir runs/gen16 --num-samples 16 \
-        --batch-size 16 --sort-by-likelihood
-      cp runs/gen16/likelihoods.tsv runs/gen16/clips.png "$OUT/" 2>/dev/null
-      run 40 audio.log python3 -m apps.audio train-classifier --data.root tests/data/sc09_mini --data.batch_size 32 \
-        --trainer.max_epochs 40 --trainer.accelerator gpu --trainer.devices 1 --trainer.enable_progress_bar false \
-        --trainer.default_root_dir runs/sc09_classifier --seed_everything 0
-      run 30 audio.log python3 -m apps.audio score runs/gen16 --classifier runs/sc09_classifier/checkpoints/best.ckpt \
-        --train-root tests/data/sc09_mini --out "$OUT/sc09_scores" --device cuda --no-progress ;;
+      audio_generate_and_score 150 ;;
     *) echo "unknown section $section"; exit 2 ;;
   esac
   echo "### section $section took $((SECONDS - start)) s" | tee -a "$OUT/sections.log"
