@@ -10,6 +10,12 @@ Two ways to run a Mamba/S4 model, chosen per length (``--mode auto``):
   the length. ``auto`` uses it only where a single sequence would exceed the token budget.
 The Transformer only has ``forward`` (quadratic attention), so lengths above ``--max-attention-len`` are skipped.
 
+Precision: fp32 by default on every device, with TF32 turned off for matmuls and convolutions while it runs.
+Remembering the key over 2^20 steps needs delta' = softplus(dt) on the ~2^20 noise tokens around 1e-7 and the
+state untouched by them; bf16 autocast rounds dt, B, C and u to 8 significant bits, a different model from the one
+being measured (``--precision bf16`` is still there to see the difference). The scan itself always keeps its
+state and delta' in fp32.
+
 Writes ``<out-dir>/induction_heads_length.{csv,md,png}``; existing files are not overwritten without ``--overwrite``.
 """
 
@@ -20,11 +26,13 @@ import csv
 import inspect
 import math
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
+
+from mamba_core.ops import resolve_backend
 
 from .data import InductionHeadsSpec, induction_heads_batch, seeded_generator
 from .module import SyntheticLM
@@ -58,6 +66,21 @@ def load_induction_checkpoint(path: str | Path, device: torch.device) -> tuple[S
     return module.to(device).eval(), train_len
 
 
+@contextmanager
+def exact_fp32():
+    """fp32 matmuls and convolutions (no TF32 on CUDA) inside the block; the previous settings come back after."""
+    saved = (torch.get_float32_matmul_precision(), torch.backends.cuda.matmul.allow_tf32,
+             torch.backends.cudnn.allow_tf32)
+    torch.set_float32_matmul_precision("highest")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(saved[0])
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[1], saved[2]
+
+
 @torch.no_grad()
 def predict_final_token(module: SyntheticLM, inputs: torch.Tensor, mode: str) -> torch.Tensor:
     """Predicted answer (batch,) at the last position, by full forward or by the recurrent step."""
@@ -86,8 +109,12 @@ def evaluate_induction(
     autocast_dtype: torch.dtype | None = None,
     max_attention_len: int = 2**14,
     progress: bool = True,
+    on_row=None,
 ) -> list[dict]:
-    """One row per length: length, log2_length, accuracy (None if skipped), correct, num_samples, path, seconds."""
+    """One row per length: length, log2_length, accuracy (None if skipped), correct, num_samples, path, seconds.
+
+    ``on_row(row)`` is called as soon as each length is done (the CLI prints it, so a run cut short by a time
+    limit still shows the lengths it finished)."""
     if mode not in ("auto", "forward", "step"):
         raise EvaluationError(f"mode must be auto, forward or step, got {mode!r}")
     device = next(module.parameters()).device
@@ -96,6 +123,8 @@ def evaluate_induction(
         row = {"length": length, "log2_length": round(math.log2(length), 3), "num_samples": num_samples}
         if module.arch == "transformer" and length > max_attention_len:
             rows.append({**row, "accuracy": None, "correct": None, "path": "skipped", "seconds": 0.0})
+            if on_row is not None:
+                on_row(rows[-1])
             continue
         path = mode
         if mode == "auto":
@@ -110,7 +139,7 @@ def evaluate_induction(
             # one generator per sample: the same sequences whatever the batch size, device or token budget
             pairs = [induction_heads_batch(spec, 1, seeded_generator(seed + length, done + i)) for i in range(size)]
             inputs, targets = torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
-            autocast = torch.autocast(device.type, autocast_dtype) if autocast_dtype is not None else nullcontext()
+            autocast = torch.autocast(device.type, autocast_dtype) if autocast_dtype is not None else exact_fp32()
             with autocast:
                 predicted = predict_final_token(module, inputs.to(device), path)
             correct += int((predicted.cpu() == targets).sum())
@@ -119,6 +148,8 @@ def evaluate_induction(
             torch.cuda.synchronize()
         rows.append({**row, "accuracy": correct / num_samples, "correct": correct, "path": path,
                      "seconds": round(time.perf_counter() - start, 3)})
+        if on_row is not None:
+            on_row(rows[-1])
     return rows
 
 
@@ -126,8 +157,16 @@ def _format_accuracy(value: float | None) -> str:
     return "skipped" if value is None else f"{100 * value:.1f}%"
 
 
-def write_results(rows: list[dict], out_dir: Path, title: str, train_len: int | None, chance: float) -> list[Path]:
-    """CSV, markdown table and PNG plot of accuracy vs length; returns the paths written."""
+def _print_row(row: dict) -> None:
+    print(f"length 2^{row['log2_length']:g} = {row['length']}: {_format_accuracy(row['accuracy'])} "
+          f"({row['path']}, {row['seconds']}s)", flush=True)
+
+
+def write_results(rows: list[dict], out_dir: Path, title: str, train_len: int | None, chance: float,
+                  setting: str = "") -> list[Path]:
+    """CSV, markdown table and PNG plot of accuracy vs length; returns the paths written.
+
+    ``setting`` (device, precision, scan backend) is printed under the title of the table."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -141,7 +180,8 @@ def write_results(rows: list[dict], out_dir: Path, title: str, train_len: int | 
         writer.writeheader()
         for row in rows:
             writer.writerow({k: ("" if row[k] is None else row[k]) for k in fields})
-    lines = [f"# {title}", "", f"trained at length {train_len}; chance {100 * chance:.1f}%", "",
+    header = f"trained at length {train_len}; chance {100 * chance:.1f}%" + (f"; {setting}" if setting else "")
+    lines = [f"# {title}", "", header, "",
              "| length | log2 | accuracy | samples | path | seconds |", "|---:|---:|---:|---:|:--|---:|"]
     for row in rows:
         lines.append(f"| {row['length']} | {row['log2_length']:g} | {_format_accuracy(row['accuracy'])} | "
@@ -178,8 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="tokens per forward call (default 2^22 on CUDA, 2^16 on CPU)")
     parser.add_argument("--max-attention-len", type=int, default=2**14, help="longest length tried for a Transformer")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
-    parser.add_argument("--precision", choices=("bf16", "fp32"), default=None,
-                        help="autocast dtype (default bf16 on CUDA, fp32 on CPU)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="fp32 (default, TF32 off) or bf16 autocast; the scan state is fp32 either way")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--out-dir", default="runs/induction_eval")
     parser.add_argument("--overwrite", action="store_true", help="replace existing result files in --out-dir")
@@ -201,21 +241,20 @@ def main(argv: list[str] | None = None) -> int:
     if existing and not args.overwrite:
         raise EvaluationError(f"{existing[0]} already exists; pass --overwrite or choose another --out-dir")
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
-    precision = args.precision or ("bf16" if device.type == "cuda" else "fp32")
     token_budget = args.token_budget or (2**22 if device.type == "cuda" else 2**16)
 
     module, train_len = load_induction_checkpoint(args.ckpt, device)
     lengths = [2**k for k in range(args.min_log2_len, args.max_log2_len + 1)]
     rows = evaluate_induction(
         module, lengths, num_samples=args.num_samples, token_budget=token_budget, mode=args.mode, seed=args.seed,
-        autocast_dtype=torch.bfloat16 if precision == "bf16" else None, max_attention_len=args.max_attention_len,
-        progress=not args.no_progress,
+        autocast_dtype=torch.bfloat16 if args.precision == "bf16" else None, max_attention_len=args.max_attention_len,
+        progress=not args.no_progress, on_row=_print_row,
     )
     title = {"mamba": "Mamba (S6)", "s4": "Mamba without selection (S4)", "transformer": "Transformer (sinusoidal)"}
     chance = 1.0 / (module.vocab_size - 1)
-    paths = write_results(rows, out_dir, title[module.arch], train_len, chance)
-    for row in rows:
-        print(f"length 2^{row['log2_length']:g} = {row['length']}: {_format_accuracy(row['accuracy'])} "
-              f"({row['path']}, {row['seconds']}s)")
-    print("wrote " + ", ".join(str(p) for p in paths))
+    backend = "attention" if module.arch == "transformer" else resolve_backend("auto", device.type == "cuda")
+    precision = "fp32 (TF32 off)" if args.precision == "fp32" else "bf16 autocast"
+    setting = f"{device.type}, {precision}, scan {backend}"
+    paths = write_results(rows, out_dir, title[module.arch], train_len, chance, setting)
+    print(f"({setting}) wrote " + ", ".join(str(p) for p in paths))
     return 0
