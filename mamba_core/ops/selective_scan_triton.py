@@ -514,9 +514,12 @@ IMPLS = ("auto", "thread", "seq", "scan")
 # benchmarks/README.md). "thread" (one lane per channel, N <= 16) falls back to "seq" for larger N.
 KERNEL_PAIRS = {"auto": ("thread", "scan"), "thread": ("thread", "scan"), "seq": ("seq", "seq"),
                 "scan": ("scan", "scan")}
-# The thread forward wants about one warp per SM sub-partition (4 per SM); with fewer (batch, channel-block)
-# programs it splits the sequence into segments (an extra pass over all but the last segment).
-THREAD_PROGRAMS_PER_SM = 4
+# The thread forward runs one program per (batch, 32 channels). With fewer than one warp per SM sub-partition
+# (4 per SM) it splits the sequence into segments (an extra pass over all but the last one) for about 16 warps per
+# SM. H100, bf16 (benchmarks/README.md run 6): (1, 65536, 2048, 16) 21.9 ms unsplit, 3.8 ms at 16-32 segments;
+# (1, 1048576, 256, 16) 10.2 ms at 256; (8, 2048, 2048, 16) is best unsplit (0.90 vs 0.93 ms with 2).
+THREAD_MIN_PROGRAMS_PER_SM = 4
+THREAD_SPLIT_PROGRAMS_PER_SM = 16
 # {(impl, "fwd"|"bwd"): (block_d, chunk, num_warps)} for N <= 16, e.g. set by ``benchmarks/scan.py --tune``;
 # ("thread", "fwd") may hold a 4th and 5th entry: tile steps and segment count.
 OVERRIDES: dict = {}
@@ -537,8 +540,9 @@ def _pick_thread_config(batch, dim, seqlen, group_size, device, block_d=None, ch
     if n_seg is None:
         n_seg = tuned[4]
     if n_seg is None:
-        programs = batch * triton.cdiv(dim, block_d)
-        n_seg = max(1, triton.cdiv(THREAD_PROGRAMS_PER_SM * _num_sms(device), programs))
+        programs, sms = batch * triton.cdiv(dim, block_d), _num_sms(device)
+        n_seg = 1 if programs >= THREAD_MIN_PROGRAMS_PER_SM * sms else triton.cdiv(
+            THREAD_SPLIT_PROGRAMS_PER_SM * sms, programs)
     return block_d, chunk, num_warps, tile, max(1, n_seg)
 
 
