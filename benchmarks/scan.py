@@ -208,25 +208,28 @@ def tune(args):
     dout = torch.randn(batch, dim, seqlen, device=DEV, dtype=torch.bfloat16)
     print(f"configs at ({batch}, {seqlen}, {dim}, {dstate}) bf16, var B/C, D, z, bias, softplus: "
           "impl BLOCK_D CHUNK warps -> ms")
-    bwd_configs = [("scan", 1, 32, 2), ("scan", 2, 32, 4), ("scan", 2, 16, 2), ("scan", 1, 16, 2),
-                   ("scan", 4, 16, 4), ("seq", 16, 16, 1)]
+    bwd_configs = [("thread", 32, 32, 1, 2), ("thread", 32, 16, 1, 2), ("thread", 32, 64, 1, 2),
+                   ("thread", 64, 32, 2, 2), ("thread", 32, 32, 1, 1), ("scan", 2, 32, 4), ("scan", 2, 16, 2),
+                   ("seq", 16, 16, 1)]
     fwd_configs = [("thread", 32, 32, 1, 8), ("thread", 32, 32, 1, 4), ("thread", 64, 32, 2, 8),
                    ("thread", 64, 32, 1, 8), ("thread", 32, 16, 1, 8), ("thread", 32, 16, 1, 4),
                    ("thread", 32, 64, 1, 8), ("seq", 16, 32, 1), ("scan", 4, 32, 2)]
     if SMOKE:
         bwd_configs, fwd_configs = bwd_configs[:1], fwd_configs[:1]
     best = {}  # (kernel, chunk) -> (ms, config): the pair shares CHUNK (the backward reads the forward's states)
-    for impl, bd, ch, nw in bwd_configs:
+    for impl, bd, ch, nw, *tile in bwd_configs:
+        extra = dict(tile=tile[0]) if tile else {}
+        name = f"{impl:6s} {bd:3d} {ch:3d} {nw:2d} {tile[0] if tile else '-':>2}"
         try:
             _, states, _ = sst._forward(*xs, True, "seq", None, ch)
-            ms = bench_ms(lambda impl=impl, bd=bd, nw=nw, ch=ch, states=states: sst._backward(
-                dout, *xs, True, states, ch, impl, bd, nw), rep=50)
+            ms = bench_ms(lambda impl=impl, bd=bd, nw=nw, ch=ch, states=states, extra=extra: sst._backward(
+                dout, *xs, True, states, ch, impl, bd, nw, **extra), rep=50)
         except Exception as exc:  # e.g. out of resources for one config
-            print(f"  bwd {impl:6s} {bd:3d} {ch:3d} {nw:2d}  failed: {str(exc)[:80]}")
+            print(f"  bwd {name}  failed: {str(exc)[:80]}")
             continue
-        print(f"  bwd {impl:6s} {bd:3d} {ch:3d} {nw:2d}     {ms:.3f}", flush=True)
-        if impl == "scan" and ms < best.get(("bwd", ch), (float("inf"),))[0]:
-            best[("bwd", ch)] = (ms, (bd, ch, nw))
+        print(f"  bwd {name}  {ms:.3f}", flush=True)
+        if impl in ("thread", "scan") and ms < best.get(("bwd", ch), (float("inf"),))[0]:
+            best[("bwd", ch)] = (ms, (impl, bd, ch, nw, *tile))
     for impl, bd, ch, nw, *tile in fwd_configs:
         extra = dict(tile=tile[0]) if tile else {}
         name = f"{impl:6s} {bd:3d} {ch:3d} {nw:2d} {tile[0] if tile else '-':>2}"
@@ -239,14 +242,16 @@ def tune(args):
         print(f"  fwd {name}  {ms:.3f}", flush=True)
         if impl == "thread" and ms < best.get(("fwd", ch), (float("inf"),))[0]:
             best[("fwd", ch)] = (ms, (bd, ch, nw, tile[0]))
-    # the default ("auto") pairs the thread forward with the scan backward at the CHUNK with the least total time
+    # the default ("auto") pairs the thread forward with the fastest backward at the CHUNK with the least total time
     chunks = [ch for (kind, ch) in best if kind == "fwd" and ("bwd", ch) in best]
     if chunks:
         ch = min(chunks, key=lambda c: best[("fwd", c)][0] + best[("bwd", c)][0])
         print(f"best pair at CHUNK {ch}: fwd {best[('fwd', ch)][0]:.3f} + bwd {best[('bwd', ch)][0]:.3f} ms")
-        sst.OVERRIDES[("scan", "bwd")] = best[("bwd", ch)][1]
+        bwd_impl, *bwd_config = best[("bwd", ch)][1]
+        sst.OVERRIDES[(bwd_impl, "bwd")] = tuple(bwd_config)
         sst.OVERRIDES[("thread", "fwd")] = best[("fwd", ch)][1]
-    print("installed:", sst.OVERRIDES)
+        sst.KERNEL_PAIRS["auto"] = ("thread", bwd_impl)
+    print("installed:", sst.OVERRIDES, "auto =", sst.KERNEL_PAIRS["auto"])
 
 
 def segments(args):

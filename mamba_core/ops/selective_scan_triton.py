@@ -26,7 +26,7 @@ import triton.language as tl
 
 from .checks import KERNEL_DTYPES, check_scan_inputs, check_triton_tensors
 from .selective_scan_triton_common import softplus_fp32
-from .selective_scan_triton_thread import MAX_THREAD_DSTATE, _thread_fwd_kernel
+from .selective_scan_triton_thread import MAX_THREAD_DSTATE, _thread_bwd_kernel, _thread_fwd_kernel
 
 LOG2E = math.log2(math.e)
 MAX_DSTATE = 256
@@ -218,7 +218,8 @@ def _scan_bwd_kernel(
         dC_full = h * dy[:, None, :]
         if C_VAR:
             dC_offs = ((pid_b * n_groups + grp) * NP + n[:, None]) * L + t[None, :]
-            tl.atomic_add(dC_ptr + dC_offs, tl.sum(dC_full, axis=0), mask=nmask[:, None] & tmask[None, :])
+            tl.atomic_add(dC_ptr + dC_offs, tl.sum(dC_full, axis=0), mask=nmask[:, None] & tmask[None, :],
+                          sem="relaxed")
         else:
             dC_acc += tl.sum(dC_full, axis=2)
 
@@ -237,7 +238,8 @@ def _scan_bwd_kernel(
         dB_full = g * dtu[:, None, :]
         if B_VAR:
             dB_offs = ((pid_b * n_groups + grp) * NP + n[:, None]) * L + t[None, :]
-            tl.atomic_add(dB_ptr + dB_offs, tl.sum(dB_full, axis=0), mask=nmask[:, None] & tmask[None, :])
+            tl.atomic_add(dB_ptr + dB_offs, tl.sum(dB_full, axis=0), mask=nmask[:, None] & tmask[None, :],
+                          sem="relaxed")
         else:
             dB_acc += tl.sum(dB_full, axis=2)
         if SOFTPLUS:
@@ -447,7 +449,7 @@ def _seq_bwd_kernel(
             if HAS_D:
                 dD_acc += dy * u
             if C_VAR:
-                tl.atomic_add(dC_col + t, tl.sum(h_t * dy[None, :], axis=1), mask=nmask & (t < L))
+                tl.atomic_add(dC_col + t, tl.sum(h_t * dy[None, :], axis=1), mask=nmask & (t < L), sem="relaxed")
             else:
                 dC_acc += h_t * dy[None, :]
             g = g_carry + Ct * dy[None, :]
@@ -459,7 +461,8 @@ def _seq_bwd_kernel(
             if HAS_D:
                 du += Dv * dy
             if B_VAR:
-                tl.atomic_add(dB_col + t, tl.sum(g * (dt * u)[None, :], axis=1), mask=nmask & (t < L))
+                tl.atomic_add(dB_col + t, tl.sum(g * (dt * u)[None, :], axis=1), mask=nmask & (t < L),
+                              sem="relaxed")
             else:
                 dB_acc += g * (dt * u)[None, :]
             if SOFTPLUS:
@@ -509,11 +512,11 @@ def _num_sms(device: torch.device) -> int:
     return 1
 
 
-IMPLS = ("auto", "thread", "seq", "scan")
+IMPLS = ("auto", "thread", "thread_scan", "seq", "scan")
 # (forward, backward) kernels per implementation choice; "auto" pairs the fastest of each (H100 timings,
 # benchmarks/README.md). "thread" (one lane per channel, N <= 16) falls back to "seq" for larger N.
-KERNEL_PAIRS = {"auto": ("thread", "scan"), "thread": ("thread", "scan"), "seq": ("seq", "seq"),
-                "scan": ("scan", "scan")}
+KERNEL_PAIRS = {"auto": ("thread", "thread"), "thread": ("thread", "thread"), "thread_scan": ("thread", "scan"),
+                "seq": ("seq", "seq"), "scan": ("scan", "scan")}
 # The thread forward runs one program per (batch, 32 channels). With fewer than one warp per SM sub-partition
 # (4 per SM) it splits the sequence into segments (an extra pass over all but the last one) for about 16 warps per
 # SM. H100, bf16 (benchmarks/README.md run 6): (1, 65536, 2048, 16) 21.9 ms unsplit, 3.8 ms at 16-32 segments;
@@ -526,14 +529,14 @@ OVERRIDES: dict = {}
 
 
 def _pick_thread_config(batch, dim, seqlen, group_size, device, block_d=None, chunk=None, num_warps=None, tile=None,
-                        n_seg=None):
-    """(BLOCK_D, CHUNK, num_warps, T, n_seg) for the thread-per-channel forward; explicit values win."""
-    tuned = OVERRIDES.get(("thread", "fwd"), ())
+                        n_seg=None, backward=False):
+    """(BLOCK_D, CHUNK, num_warps, T, n_seg) for the thread-per-channel kernels; explicit values win."""
+    tuned = OVERRIDES.get(("thread", "bwd" if backward else "fwd"), ())
     tuned = tuple(tuned) + (None,) * (5 - len(tuned))
     block_d = block_d or tuned[0] or 32
     chunk = chunk or tuned[1] or 32
     num_warps = num_warps or tuned[2]
-    tile = min(tile or tuned[3] or 8, chunk)
+    tile = min(tile or tuned[3] or (2 if backward else 8), chunk)
     if group_size < dim and group_size % block_d != 0:  # channels of a program share one group
         block_d = math.gcd(block_d, group_size & -group_size)
     num_warps = num_warps or max(1, block_d // 32)
@@ -674,13 +677,17 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, impl="seq", bl
 
 
 def _backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states, chunk, impl="seq", block_d=None,
-              num_warps=None):
+              num_warps=None, tile=None):
     """Gradients for (u, delta, A, B, C, D, z, delta_bias) from the saved chunk-end states."""
     batch, dim, seqlen, dstate = u.shape[0], u.shape[1], u.shape[2], A.shape[1]
     np2, n_chunks = states.shape[-1], states.shape[2]
     Bg, b_var, Cg, c_var, n_groups = _grouped_bc(B, C)
-    block_d, _, num_warps = _pick_config(impl, batch, dim, seqlen, np2, dim // n_groups, u.device, block_d, chunk,
-                                         num_warps, backward=True)
+    if impl == "thread":
+        block_d, _, num_warps, _, _ = _pick_thread_config(batch, dim, seqlen, dim // n_groups, u.device, block_d,
+                                                          chunk, num_warps, backward=True)
+    else:
+        block_d, _, num_warps = _pick_config(impl, batch, dim, seqlen, np2, dim // n_groups, u.device, block_d,
+                                             chunk, num_warps, backward=True)
     dev, f32 = u.device, torch.float32
     dout = dout.contiguous()
     du = torch.empty(batch, dim, seqlen, device=dev, dtype=u.dtype)
@@ -706,7 +713,16 @@ def _backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
     inputs = (u, delta, A, Bg, Cg, D if D is not None else A, zz, delta_bias if delta_bias is not None else A, states,
               dout)
     grads = (du, ddelta, dz, dA, dB, dC, dD, dbias)
-    if impl == "seq":
+    if impl == "thread":
+        tile = tile or _pick_thread_config(batch, dim, seqlen, dim // n_groups, u.device, backward=True)[3]
+        Bt, Ct = _state_tiles(Bg, b_var, np2, tile), _state_tiles(Cg, c_var, np2, tile)
+        grid = (batch, triton.cdiv(dim, block_d))
+        scratch = torch.empty(grid[0] * grid[1] * (chunk // tile + tile) * np2 * block_d, device=dev, dtype=f32)
+        strides = (*u.stride(), *delta.stride(), *zz.stride(), *_tile_strides(Bt, b_var), *_tile_strides(Ct, c_var),
+                   *A.stride())
+        _thread_bwd_kernel[grid](u, delta, A, Bt, Ct, *inputs[5:], scratch, *grads, dim, seqlen, n_chunks,
+                                 dim // n_groups, dstate, n_groups, *strides, T=tile, TM=tile, **flags)
+    elif impl == "seq":
         scratch = torch.empty(grid[0] * grid[1] * chunk * np2 * block_d, device=dev, dtype=f32)
         _seq_bwd_kernel[grid](*inputs, scratch, *grads, *common, **flags)
     else:
@@ -734,8 +750,9 @@ class SelectiveScanTriton(torch.autograd.Function):
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, config):
         impl, block_d, chunk, tile, n_seg = config
         fwd_impl, bwd_impl = KERNEL_PAIRS[impl]
-        if fwd_impl == "thread" and A.shape[1] > MAX_THREAD_DSTATE:
-            fwd_impl = "seq"
+        if A.shape[1] > MAX_THREAD_DSTATE:  # the thread kernels hold N states per lane
+            fwd_impl = "seq" if fwd_impl == "thread" else fwd_impl
+            bwd_impl = "scan" if bwd_impl == "thread" else bwd_impl
         out, states, chunk = _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, fwd_impl, block_d, chunk,
                                       tile=tile, n_seg=n_seg)
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, states)

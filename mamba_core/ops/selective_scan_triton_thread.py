@@ -230,3 +230,305 @@ def _thread_fwd_kernel(
         for n in tl.static_range(NP):
             tl.store(seg_h_ptr + seg_row + seg * dim * NP + n, h[n], mask=dmask)
         tl.store(seg_dt_ptr + (pid_b * n_seg + seg) * dim + d, dtsum, mask=dmask)
+
+
+# ----------------------------------------------------------------------------------------------------- backward
+@triton.jit
+def _from_columns(cols, T: tl.constexpr):
+    """Inverse of ``_columns``: T (R,) vectors -> a (R, T) tile, again by register renaming."""
+    if T == 1:
+        x = tl.reshape(cols[0], (cols[0].shape[0], 1))
+    elif T == 2:
+        x = tl.join(cols[0], cols[1])
+    elif T == 4:
+        x = tl.reshape(tl.join(tl.join(cols[0], cols[2]), tl.join(cols[1], cols[3])), (cols[0].shape[0], 4))
+    else:
+        tl.static_assert(T == 8, "the thread backward unrolls tiles of 1, 2, 4 or 8 steps")
+        e = tl.reshape(tl.join(tl.join(cols[0], cols[4]), tl.join(cols[2], cols[6])), (cols[0].shape[0], 4))
+        o = tl.reshape(tl.join(tl.join(cols[1], cols[5]), tl.join(cols[3], cols[7])), (cols[0].shape[0], 4))
+        x = tl.reshape(tl.join(e, o), (cols[0].shape[0], 8))
+    return x
+
+
+@triton.jit
+def _advance(h, dt_cols, dtu_cols, A2, Bfix, Bt, B_VAR: tl.constexpr, NP: tl.constexpr, T: tl.constexpr):
+    """The states after each of T steps: a tuple of T state tuples (recomputation for the backward)."""
+    hs = ()
+    for k in tl.static_range(T):
+        hn = ()
+        for n in tl.static_range(NP):
+            if B_VAR:
+                b_kn = Bt[n][k]
+            else:
+                b_kn = Bfix[n]
+            hn = hn + (tl.exp2(dt_cols[k] * A2[n]) * h[n] + dtu_cols[k] * b_kn,)
+        h = hn
+        hs = hs + (h,)
+    return hs
+
+
+@triton.jit
+def _thread_bwd_tile(h_start, g, acc, t0, L, dmask, pid_b, grp, n_groups, dim,
+                     u_row, dt_row, z_row, dout_row, grad_row, du_ptr, ddt_ptr, dz_ptr, dB_ptr, dC_ptr,
+                     A2, Bfix, Cfix, Dv, bias, B_tiles, C_tiles, s_ul, s_dl, s_zl,
+                     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+                     B_VAR: tl.constexpr, C_VAR: tl.constexpr, MASK_T: tl.constexpr,
+                     NP: tl.constexpr, T: tl.constexpr, TM: tl.constexpr):
+    """Gradients of steps t0 .. t0+T-1 given the state before t0 (``h_start``) and the adjoint carry ``g``
+    (a_{t+1} * G_{t+1} from the step after the tile). Returns the carry for the tile before and the accumulators
+    ``acc`` = (dA tuple, dB-fixed tuple, dC-fixed tuple, dD, dbias)."""
+    dA_acc, dBf_acc, dCf_acc, dD_acc, dbias_acc = acc
+    tt = tl.arange(0, T)
+    t = t0 + tt
+    if MASK_T:
+        m2 = dmask[:, None] & (t < L)[None, :]
+    else:
+        m2 = tl.broadcast_to(dmask[:, None], (dmask.shape[0], T))
+    u = tl.load(u_row[:, None] + t[None, :] * s_ul, mask=m2, other=0.0).to(tl.float32)
+    dt_pre = tl.load(dt_row[:, None] + t[None, :] * s_dl, mask=m2, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        dt_pre = dt_pre + bias[:, None]
+    dt = dt_pre
+    if SOFTPLUS:
+        dt = softplus_fp32(dt_pre)
+    dt = tl.where(m2, dt, 0.0)
+    dtu = dt * u
+    dout = tl.load(dout_row[:, None] + t[None, :], mask=m2, other=0.0).to(tl.float32)
+    zero_cols = tl.zeros_like(dmask.to(tl.int32))[:, None]
+    tile_offs = (t0 // TM) * (NP * TM)
+    if T != TM:
+        tile_offs += t0 % TM
+    if B_VAR:
+        Bt = _state_tiles(B_tiles + tile_offs, zero_cols, tt, NP, T, TM)
+    else:
+        Bt = Bfix
+    if C_VAR:
+        Ct = _state_tiles(C_tiles + tile_offs, zero_cols, tt, NP, T, TM)
+    dt_cols = _columns(dt, T)
+    dtu_cols = _columns(dtu, T)
+    hs = _advance(h_start, dt_cols, dtu_cols, A2, Bfix, Bt, B_VAR, NP, T)
+
+    if HAS_Z:  # y = C.h + D u is needed for dz; dy = dout * silu(z)
+        ys = ()
+        for k in tl.static_range(T):
+            y_k = tl.zeros_like(dt_cols[0])
+            for n in tl.static_range(NP):
+                if C_VAR:
+                    y_k += hs[k][n] * Ct[n][k]
+                else:
+                    y_k += hs[k][n] * Cfix[n]
+            ys = ys + (y_k,)
+        y = _from_columns(ys, T)
+        if HAS_D:
+            y += Dv[:, None] * u
+        zz = tl.load(z_row[:, None] + t[None, :] * s_zl, mask=m2, other=0.0).to(tl.float32)
+        sig = tl.sigmoid(zz)
+        tl.store(dz_ptr + grad_row[:, None] + t[None, :], dout * y * sig * (1.0 + zz * (1.0 - sig)), mask=m2)
+        dy = dout * zz * sig
+    else:
+        dy = dout
+    if HAS_D:
+        dD_acc += tl.sum(dy * u, axis=1)
+    dy_cols = _columns(dy, T)
+    u_cols = _columns(u, T)
+
+    # Per state n (outer, unrolled), the adjoint walks the tile backwards: G_k = C_k dy_k + a_{k+1} G_{k+1}.
+    gB = ()  # per step: sum_n G_k[n] B_k[n] and sum_n G_k[n] A[n] a_k[n] h_{k-1}[n]
+    gAh = ()
+    for k in tl.static_range(T):
+        gB = gB + (tl.zeros_like(dt_cols[0]),)
+        gAh = gAh + (tl.zeros_like(dt_cols[0]),)
+    gn = ()
+    dAn = ()
+    dBn = ()
+    dCn = ()
+    tmask = t < L
+    for n in tl.static_range(NP):
+        G_n = g[n]
+        dA_n = dA_acc[n]
+        dBf_n = tl.zeros_like(dt_cols[0])
+        dCf_n = tl.zeros_like(dt_cols[0])
+        gB_c = ()
+        gAh_c = ()
+        dB_c = ()
+        dC_c = ()
+        for k in tl.static_range(T - 1, -1, -1):
+            if k > 0:
+                h_prev = hs[k - 1][n]
+            else:
+                h_prev = h_start[n]
+            if C_VAR:
+                c_kn = Ct[n][k]
+            else:
+                c_kn = Cfix[n]
+            if B_VAR:
+                b_kn = Bt[n][k]
+            else:
+                b_kn = Bfix[n]
+            a = tl.exp2(dt_cols[k] * A2[n])
+            G = G_n + c_kn * dy_cols[k]
+            gah = G * a * h_prev
+            dA_n += gah * dt_cols[k]
+            gAh_c = (gah * A2[n],) + gAh_c
+            gB_c = (G * b_kn,) + gB_c
+            dB_c = (G * dtu_cols[k],) + dB_c
+            dC_c = (hs[k][n] * dy_cols[k],) + dC_c
+            G_n = a * G
+        gn = gn + (G_n,)
+        dAn = dAn + (dA_n,)
+        new_gB = ()
+        new_gAh = ()
+        for k in tl.static_range(T):
+            new_gB = new_gB + (gB[k] + gB_c[k],)
+            new_gAh = new_gAh + (gAh[k] + gAh_c[k],)
+            if not B_VAR:
+                dBf_n += dB_c[k]
+            if not C_VAR:
+                dCf_n += dC_c[k]
+        gB = new_gB
+        gAh = new_gAh
+        bc_row = ((pid_b * n_groups + grp) * NP + n) * L + t
+        if B_VAR:  # input-dependent dB/dC: sum over this program's channels, then one atomic per element
+            tl.atomic_add(dB_ptr + bc_row, tl.sum(tl.where(m2, _from_columns(dB_c, T), 0.0), axis=0), mask=tmask,
+                          sem="relaxed")
+        else:
+            dBn = dBn + (dBf_acc[n] + dBf_n,)
+        if C_VAR:
+            tl.atomic_add(dC_ptr + bc_row, tl.sum(tl.where(m2, _from_columns(dC_c, T), 0.0), axis=0), mask=tmask,
+                          sem="relaxed")
+        else:
+            dCn = dCn + (dCf_acc[n] + dCf_n,)
+    g = gn
+    dA_acc = dAn
+    if not B_VAR:
+        dBf_acc = dBn
+    if not C_VAR:
+        dCf_acc = dCn
+    du_cols = ()
+    ddt_cols = ()
+    for k in tl.static_range(T):
+        du_k = dt_cols[k] * gB[k]
+        if HAS_D:
+            du_k += Dv * dy_cols[k]
+        du_cols = du_cols + (du_k,)
+        ddt_cols = ddt_cols + (u_cols[k] * gB[k] + gAh[k] * 0.6931471805599453,)  # A2 = A log2(e)
+    ddt = _from_columns(ddt_cols, T)
+    if SOFTPLUS:
+        ddt = ddt * tl.sigmoid(dt_pre)
+    ddt = tl.where(m2, ddt, 0.0)
+    dbias_acc += tl.sum(ddt, axis=1)
+    tl.store(du_ptr + grad_row[:, None] + t[None, :], _from_columns(du_cols, T), mask=m2)
+    tl.store(ddt_ptr + grad_row[:, None] + t[None, :], ddt, mask=m2)
+    return g, (dA_acc, dBf_acc, dCf_acc, dD_acc, dbias_acc)
+
+
+@triton.jit
+def _thread_bwd_kernel(
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, states_ptr, dout_ptr, scratch_ptr,
+    du_ptr, ddelta_ptr, dz_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr,
+    dim, L, n_chunks, group_size, dstate, n_groups,
+    s_ub, s_ud, s_ul, s_db, s_dd, s_dl, s_zb, s_zd, s_zl,
+    s_Bb, s_Bg, s_Bn, s_Bl, s_Cb, s_Cg, s_Cn, s_Cl, s_Ad, s_An,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    B_VAR: tl.constexpr, C_VAR: tl.constexpr,
+    BLOCK_D: tl.constexpr, NP: tl.constexpr, CHUNK: tl.constexpr, T: tl.constexpr, TM: tl.constexpr,
+):
+    """Backward of the thread forward, one lane per channel: chunks last to first; per chunk the states are
+    recomputed from the saved chunk-start state with the state at every tile start parked in a private scratch
+    (CHUNK/T + T entries of (NP, BLOCK_D) fp32, L1/L2-resident), then tiles last to first recompute their T states
+    in registers and walk the adjoint back (``_thread_bwd_tile``). dout and the gradients du/ddelta/dz are
+    contiguous (batch, dim, L); dA/dD/dbias and fixed dB/dC are per-batch partials; variable dB/dC are fp32
+    (batch, G, NP, L) accumulated with one atomic per element per program."""
+    pid_b = tl.program_id(0)
+    pid_d = tl.program_id(1)
+    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    dmask = d < dim
+    grp = (pid_d * BLOCK_D) // group_size
+
+    A2 = ()
+    Bfix = ()
+    Cfix = ()
+    zero_acc = ()
+    for n in tl.static_range(NP):
+        nm = dmask & (n < dstate)
+        A2 = A2 + (tl.load(A_ptr + d * s_Ad + n * s_An, mask=nm, other=0.0) * 1.4426950408889634,)
+        if not B_VAR:
+            Bfix = Bfix + (tl.load(B_ptr + d * s_Bb + n * s_Bn, mask=nm, other=0.0).to(tl.float32),)
+        if not C_VAR:
+            Cfix = Cfix + (tl.load(C_ptr + d * s_Cb + n * s_Cn, mask=nm, other=0.0).to(tl.float32),)
+        zero_acc = zero_acc + (tl.zeros([BLOCK_D], dtype=tl.float32),)
+    bias = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + d, mask=dmask, other=0.0).to(tl.float32)
+    Dv = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if HAS_D:
+        Dv = tl.load(D_ptr + d, mask=dmask, other=0.0).to(tl.float32)
+    acc = (zero_acc, zero_acc, zero_acc, tl.zeros([BLOCK_D], dtype=tl.float32),
+           tl.zeros([BLOCK_D], dtype=tl.float32))
+    g = zero_acc
+
+    u_row = u_ptr + pid_b * s_ub + d * s_ud
+    dt_row = delta_ptr + pid_b * s_db + d * s_dd
+    z_row = z_ptr + pid_b * s_zb + d * s_zd
+    grad_row = pid_b * dim * L + d * L
+    dout_row = dout_ptr + grad_row
+    B_tiles = B_ptr + pid_b * s_Bb + grp * s_Bg
+    C_tiles = C_ptr + pid_b * s_Cb + grp * s_Cg
+    n_slots = CHUNK // T + T
+    scr = scratch_ptr + (pid_b * tl.num_programs(1) + pid_d) * (n_slots * NP * BLOCK_D) + tl.arange(0, BLOCK_D)
+
+    c = n_chunks - 1
+    while c >= 0:
+        h = ()
+        st_row = ((pid_b * dim + d) * n_chunks + (c - 1)) * NP
+        for n in tl.static_range(NP):
+            h = h + (tl.load(states_ptr + st_row + n, mask=dmask & (c > 0), other=0.0),)
+        n_full = (tl.minimum((c + 1) * CHUNK, L) - c * CHUNK) // T
+        n_tail = tl.minimum((c + 1) * CHUNK, L) - c * CHUNK - n_full * T
+        # forward through the chunk, parking the state at every tile (and tail step) start
+        j = 0
+        while j < n_full + n_tail:
+            for n in tl.static_range(NP):
+                tl.store(scr + (j * NP + n) * BLOCK_D, h[n])
+            if j < n_full:
+                h, _ = _thread_tile(h, bias, A2, Bfix, Cfix, Dv, bias, c * CHUNK + j * T, L, dmask, u_row, dt_row,
+                                    z_row, u_row, B_tiles, C_tiles, s_ul, s_dl, s_zl, s_ul,
+                                    HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR, C_VAR, True, False, NP, T, TM)
+            else:
+                h, _ = _thread_tile(h, bias, A2, Bfix, Cfix, Dv, bias, c * CHUNK + n_full * T + (j - n_full), L,
+                                    dmask, u_row, dt_row, z_row, u_row, B_tiles, C_tiles, s_ul, s_dl, s_zl, s_ul,
+                                    HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR, C_VAR, True, True, NP, 1, TM)
+            j += 1
+        # tiles last to first
+        j = n_full + n_tail - 1
+        while j >= 0:
+            h_start = ()
+            for n in tl.static_range(NP):
+                h_start = h_start + (tl.load(scr + (j * NP + n) * BLOCK_D),)
+            if j < n_full:
+                g, acc = _thread_bwd_tile(h_start, g, acc, c * CHUNK + j * T, L, dmask, pid_b, grp, n_groups, dim,
+                                          u_row, dt_row, z_row, dout_row, grad_row, du_ptr, ddelta_ptr, dz_ptr,
+                                          dB_ptr, dC_ptr, A2, Bfix, Cfix, Dv, bias, B_tiles, C_tiles,
+                                          s_ul, s_dl, s_zl, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR, C_VAR, False,
+                                          NP, T, TM)
+            else:
+                g, acc = _thread_bwd_tile(h_start, g, acc, c * CHUNK + n_full * T + (j - n_full), L, dmask, pid_b,
+                                          grp, n_groups, dim, u_row, dt_row, z_row, dout_row, grad_row, du_ptr,
+                                          ddelta_ptr, dz_ptr, dB_ptr, dC_ptr, A2, Bfix, Cfix, Dv, bias, B_tiles,
+                                          C_tiles, s_ul, s_dl, s_zl, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR,
+                                          C_VAR, True, NP, 1, TM)
+            j -= 1
+        c -= 1
+
+    dA_acc, dBf_acc, dCf_acc, dD_acc, dbias_acc = acc
+    part = (pid_b * dim + d) * NP
+    for n in tl.static_range(NP):
+        tl.store(dA_ptr + part + n, dA_acc[n], mask=dmask)
+        if not B_VAR:
+            tl.store(dB_ptr + part + n, dBf_acc[n], mask=dmask)
+        if not C_VAR:
+            tl.store(dC_ptr + part + n, dCf_acc[n], mask=dmask)
+    if HAS_D:
+        tl.store(dD_ptr + pid_b * dim + d, dD_acc, mask=dmask)
+    if HAS_BIAS:
+        tl.store(dbias_ptr + pid_b * dim + d, dbias_acc, mask=dmask)

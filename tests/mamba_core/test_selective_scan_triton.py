@@ -93,12 +93,13 @@ def test_fp32_matches_reference_across_chunks(b_form, c_form, has_d, has_z, has_
         ("seq", "var", "var", True, True, True, True, 1),
         ("seq", "fixed", "group", False, True, False, False, 2),
         ("scan", "group", "var", True, False, True, True, 1),
+        ("thread_scan", "group", "group", True, True, True, True, 2),
     ],
 )
 def test_each_kernel_pair_matches_reference(impl, b_form, c_form, has_d, has_z, has_bias, softplus, groups):
-    # The default pairs the thread-per-channel forward with the associative-scan backward; the others too.
+    # The default pairs the thread-per-channel forward and backward; the other kernels on their own too.
     inputs = make_inputs(1, 4, 37, 4, b_form, c_form, has_d, has_z, has_bias, groups=groups, seed=2)
-    check_against_reference(inputs, softplus, 1e-5, 1e-5, _impl=impl, _chunk=16 if impl == "scan" else 8,
+    check_against_reference(inputs, softplus, 1e-5, 1e-5, _impl=impl, _chunk=8 if impl == "seq" else 16,
                             _block_d=2)
 
 
