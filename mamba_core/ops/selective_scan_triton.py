@@ -19,6 +19,7 @@ by one step (a cached load) and evaluates the second exponential.
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 import triton
@@ -778,17 +779,23 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
                           _n_seg=None):
     """Selective scan with mamba_ssm ``selective_scan_fn`` semantics on the fused Triton kernels.
 
-    Args are those of :func:`mamba_core.ops.selective_scan_ref`. Private overrides: ``_impl`` picks the kernels,
-    "thread" (one lane per channel forward, see ``selective_scan_triton_thread``; scan backward), "seq"
-    (step-by-step recurrence), "scan" (``tl.associative_scan`` over chunks) or "auto" (= "thread", the fastest
-    measured; N > 16 uses the "seq" forward); ``_block_d`` channels per program and ``_chunk`` steps per saved
-    state (powers of two; the scan kernels need ``_chunk`` >= 16), e.g. so that tests cover several chunks with
-    short sequences; ``_tile`` steps per unrolled tile and ``_n_seg`` sequence segments of the thread forward.
+    Args are those of :func:`mamba_core.ops.selective_scan_ref`. Private overrides: ``_impl`` picks the kernels:
+    "thread" (one lane per channel, forward and backward, see ``selective_scan_triton_thread``), "thread_scan"
+    (thread forward, scan backward), "seq" (step-by-step recurrence), "scan" (``tl.associative_scan`` over
+    chunks) or "auto" (= "thread", the fastest measured; N > 16 uses the "seq" forward and "scan" backward). The
+    environment variable ``MAMBA_CORE_SCAN_IMPL`` replaces "auto", e.g. to fall back to "thread_scan".
+    ``_block_d`` channels per program and ``_chunk`` steps per saved state (powers of two; the scan kernels need
+    ``_chunk`` >= 16), e.g. so that tests cover several chunks with short sequences; ``_tile`` steps per unrolled
+    tile and ``_n_seg`` sequence segments of the thread forward.
 
     Returns:
         out (batch, dim, L) in u's dtype, plus the last state (batch, dim, N) fp32 if ``return_last_state``.
     """
     _check_kernel_inputs(u, delta, A, B, C, D, z, delta_bias)
+    if _impl == "auto":
+        _impl = os.environ.get("MAMBA_CORE_SCAN_IMPL", "") or "auto"
+        if _impl not in IMPLS:
+            raise ValueError(f"MAMBA_CORE_SCAN_IMPL must be one of {IMPLS}, got {_impl!r}")
     if _impl not in IMPLS:
         raise ValueError(f"_impl must be one of {IMPLS}, got {_impl!r}")
     if _n_seg is not None and _n_seg < 1:

@@ -189,3 +189,9 @@ def test_cpu_tensors_rejected_without_interpreter(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(ValueError, match="u is on cpu"):
         selective_scan_triton(**_small_args())
+
+
+def test_scan_impl_environment_variable_is_validated(monkeypatch):
+    monkeypatch.setenv("MAMBA_CORE_SCAN_IMPL", "fastest")
+    with pytest.raises(ValueError, match="MAMBA_CORE_SCAN_IMPL"):
+        selective_scan_triton(**_small_args())
