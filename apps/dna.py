@@ -23,11 +23,16 @@ from collections.abc import Sequence
 USAGE = __doc__.split("\n\n")[1]
 
 
-def _checkpoint_callback(monitor: str, mode: str):
+def _checkpoint_callbacks(monitor: str, mode: str) -> list:
+    """``best-<epoch>-<step>.ckpt`` (best ``monitor``) and ``last.ckpt`` (the latest state, rewritten at every
+    validation). Two callbacks, because since Lightning 2.6 ``save_last=True`` writes ``last.ckpt`` only when a new
+    best is saved at the same step, which would make ``last.ckpt`` a copy of the best one, not the state to resume."""
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    return ModelCheckpoint(monitor=monitor, mode=mode, save_last=True, save_top_k=1,
-                           filename="best-{epoch}-{step}", auto_insert_metric_name=False)
+    best = ModelCheckpoint(monitor=monitor, mode=mode, save_top_k=1, filename="best-{epoch}-{step}",
+                           auto_insert_metric_name=False)
+    last = ModelCheckpoint(monitor=None, save_top_k=1, filename="last", enable_version_counter=False)
+    return [best, last]
 
 
 def run_lightning_cli(group: str, args: list[str]):
@@ -39,18 +44,18 @@ def run_lightning_cli(group: str, args: list[str]):
         from genomics.lm_module import DNALanguageModel as model_class
         from genomics.pretrain_data import GenomePretrainDataModule as data_class
 
-        callback = _checkpoint_callback("val/loss", "min")
+        callbacks = _checkpoint_callbacks("val/loss", "min")
     else:
         from genomics.classifier import DNAClassifier as model_class
         from genomics.classify_data import SequenceClassificationDataModule as data_class
 
-        callback = _checkpoint_callback("val/acc", "max")
+        callbacks = _checkpoint_callbacks("val/acc", "max")
     # sys.argv must stay intact: Lightning's DDP launcher re-runs it for the other ranks. LightningCLI warns when
     # args and sys.argv are both given, which is exactly the intent here (the group word is not a CLI argument).
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
         return LightningCLI(model_class, data_class, args=args, seed_everything_default=1234,
-                            trainer_defaults={"callbacks": [callback]})
+                            trainer_defaults={"callbacks": callbacks})
 
 
 def report_main(argv: list[str]) -> int:
