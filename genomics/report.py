@@ -4,6 +4,8 @@ A run is a CSVLogger folder (``metrics.csv`` + ``hparams.yaml``, as written by `
 is the data module's ``length`` hyperparameter, its series name the parent folder (e.g. ``runs/ape_mamba_1.4M/
 version_0`` -> ``ape_mamba_1.4M``) unless a ``name=path`` label is given. The best value of the metric over the run
 is reported (max for accuracy, min for loss/perplexity), and the test value if the run was tested.
+``mamba-dna classify test --ckpt_path ...`` logs into a new version folder holding only test metrics: give it next to
+the fit folder and the two are merged (same series and length: best value from the fit, test value from the test).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ class RunSummary:
     series: str
     path: Path
     length: int
-    best: float
+    best: float | None  # None: a test-only run (merged into the fit run of the same series and length)
     test: float | None
     epochs: int
     n_params: float | None
@@ -48,15 +50,38 @@ def summarize_run(run: str | os.PathLike, metric: str = "val/acc", series: str |
     with open(metrics_file, newline="") as handle:
         rows = list(csv.DictReader(handle))
     values = _column(rows, metric)
-    if not values:
-        raise ValueError(f"{metrics_file}: no values for metric {metric!r} (columns: {list(rows[0]) if rows else []})")
-    best = max(values) if _higher_is_better(metric) else min(values)
     test_key = metric.replace("val/", "test/")
     tests = _column(rows, test_key) if test_key != metric else []
+    if not values and not tests:
+        raise ValueError(f"{metrics_file}: no values for metric {metric!r} (columns: {list(rows[0]) if rows else []})")
+    best = (max(values) if _higher_is_better(metric) else min(values)) if values else None
     params = _column(rows, "n_params")
     epochs = _column(rows, "epoch")
     return RunSummary(series or run.parent.name, run, int(hparams["length"]), best, tests[-1] if tests else None,
                       int(max(epochs)) + 1 if epochs else 0, params[0] if params else None)
+
+
+def merge_runs(runs: list[RunSummary], metric: str) -> list[RunSummary]:
+    """One summary per (series, length): the best value over the runs that have one, the last given test value
+    (a fit folder followed by its ``classify test`` folder, or a run and its resumed continuation)."""
+    merged: dict[tuple[str, int], RunSummary] = {}
+    for r in runs:
+        key = (r.series, r.length)
+        if key not in merged:
+            merged[key] = RunSummary(**vars(r))
+            continue
+        m = merged[key]
+        if r.best is not None:
+            better = max if _higher_is_better(metric) else min
+            m.best = r.best if m.best is None else better(m.best, r.best)
+        m.test = r.test if r.test is not None else m.test
+        m.epochs = max(m.epochs, r.epochs)
+        m.n_params = m.n_params if m.n_params is not None else r.n_params
+    missing = [str(m.path) for m in merged.values() if m.best is None]
+    if missing:
+        raise ValueError(f"{missing}: only test values for {metric!r}; give the fit run folder (same series and "
+                         "length) as well")
+    return list(merged.values())
 
 
 def markdown_table(runs: list[RunSummary], metric: str) -> str:
@@ -79,12 +104,16 @@ def plot_runs(runs: list[RunSummary], metric: str, out: Path, chance: float | No
     fig, ax = plt.subplots(figsize=(6, 4))
     for series in sorted({r.series for r in runs}):
         points = sorted((r.length, r.best) for r in runs if r.series == series)
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=series)
+        line, = ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=series)
+        tested = sorted((r.length, r.test) for r in runs if r.series == series and r.test is not None)
+        if tested:
+            ax.plot([p[0] for p in tested], [p[1] for p in tested], marker="x", linestyle="none", markersize=9,
+                    color=line.get_color(), label=f"{series} (test)")
     if chance is not None:
         ax.axhline(chance, color="gray", linestyle="--", label="chance")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("sequence length (bp)")
-    ax.set_ylabel(f"best {metric}")
+    ax.set_ylabel(f"best {metric} (o), test (x)" if any(r.test is not None for r in runs) else f"best {metric}")
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -103,6 +132,7 @@ def write_report(runs: list[str], out_dir: str | os.PathLike, metric: str = "val
     for item in runs:
         label, _, path = item.rpartition("=") if "=" in item else (None, "", item)
         summaries.append(summarize_run(path, metric, label or None))
+    summaries = merge_runs(summaries, metric)
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_runs(summaries, metric, png, chance)
     md.write_text(markdown_table(summaries, metric))
