@@ -516,8 +516,12 @@ def _num_sms(device: torch.device) -> int:
 IMPLS = ("auto", "thread", "thread_scan", "seq", "scan")
 # (forward, backward) kernels per implementation choice; "auto" pairs the fastest of each (H100 timings,
 # benchmarks/README.md). "thread" (one lane per channel, N <= 16) falls back to "seq" for larger N.
-KERNEL_PAIRS = {"auto": ("thread", "thread"), "thread": ("thread", "thread"), "thread_scan": ("thread", "scan"),
+KERNEL_PAIRS = {"auto": ("thread", "scan"), "thread": ("thread", "thread"), "thread_scan": ("thread", "scan"),
                 "seq": ("seq", "seq"), "scan": ("scan", "scan")}
+# Steps per saved state of the thread forward: the scan backward is fastest at 16 (5.3 ms against 6.2 at 32, H100
+# run 7), while a forward alone is fastest at 64 (0.69 ms against 0.77 at 32 and 0.97 at 16).
+THREAD_CHUNK_TRAIN = 16
+THREAD_CHUNK_INFERENCE = 64
 # The thread forward runs one program per (batch, 32 channels). With fewer than one warp per SM sub-partition
 # (4 per SM) it splits the sequence into segments (an extra pass over all but the last one) for about 16 warps per
 # SM. H100, bf16 (benchmarks/README.md run 6): (1, 65536, 2048, 16) 21.9 ms unsplit, 3.8 ms at 16-32 segments;
@@ -530,12 +534,12 @@ OVERRIDES: dict = {}
 
 
 def _pick_thread_config(batch, dim, seqlen, group_size, device, block_d=None, chunk=None, num_warps=None, tile=None,
-                        n_seg=None, backward=False):
+                        n_seg=None, backward=False, training=True):
     """(BLOCK_D, CHUNK, num_warps, T, n_seg) for the thread-per-channel kernels; explicit values win."""
     tuned = OVERRIDES.get(("thread", "bwd" if backward else "fwd"), ())
     tuned = tuple(tuned) + (None,) * (5 - len(tuned))
     block_d = block_d or tuned[0] or 32
-    chunk = chunk or tuned[1] or 32
+    chunk = chunk or tuned[1] or (THREAD_CHUNK_TRAIN if training else THREAD_CHUNK_INFERENCE)
     num_warps = num_warps or tuned[2]
     tile = min(tile or tuned[3] or (2 if backward else 8), chunk)
     if group_size < dim and group_size % block_d != 0:  # channels of a program share one group
@@ -555,7 +559,7 @@ def _pick_config(impl, batch, dim, seqlen, np2, group_size, device, block_d=None
     """(BLOCK_D, CHUNK, num_warps) for a problem; explicit values (tests, tuning) win.
 
     Defaults come from H100 timings at (8, 2048, 2048, 16) bf16 (benchmarks/README.md): "seq" forward 16 channels
-    per one-warp program; "scan" backward 2 channels x 32 steps per program, 4 warps.
+    per one-warp program; "scan" backward 2 channels x 16 steps per program, 2 warps (5.3 ms, run 7).
     """
     tuned = OVERRIDES.get((impl, "bwd" if backward else "fwd")) if np2 <= 16 else None
     if tuned is not None:
@@ -568,7 +572,7 @@ def _pick_config(impl, batch, dim, seqlen, np2, group_size, device, block_d=None
         if impl == "seq":
             block_d = max(1, min(16, 512 // np2))
         else:
-            block_d = max(1, min(8, (1024 if backward else 2048) // (np2 * chunk)))
+            block_d = max(1, min(8, (512 if backward else 2048) // (np2 * chunk)))
         # one program walks the whole sequence: keep enough programs to fill the GPU when batch*dim is small
         while block_d > 1 and batch * triton.cdiv(dim, block_d) < 4 * _num_sms(device):
             block_d //= 2
@@ -632,14 +636,15 @@ def _contig_last(t):
 
 
 def _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, impl="seq", block_d=None, chunk=None,
-             num_warps=None, tile=None, n_seg=None):
+             num_warps=None, tile=None, n_seg=None, training=True):
     """Run the forward kernel; returns out, the chunk-end states (batch, dim, n_chunks, NP) fp32 and the chunk."""
     batch, dim, seqlen, dstate = u.shape[0], u.shape[1], u.shape[2], A.shape[1]
     np2 = max(2, triton.next_power_of_2(dstate))
     Bg, b_var, Cg, c_var, n_groups = _grouped_bc(B, C)
     if impl == "thread":
         block_d, chunk, num_warps, tile, n_seg = _pick_thread_config(batch, dim, seqlen, dim // n_groups, u.device,
-                                                                     block_d, chunk, num_warps, tile, n_seg)
+                                                                     block_d, chunk, num_warps, tile, n_seg,
+                                                                     training=training)
     else:
         block_d, chunk, num_warps = _pick_config(impl, batch, dim, seqlen, np2, dim // n_groups, u.device, block_d,
                                                  chunk, num_warps)
@@ -755,7 +760,7 @@ class SelectiveScanTriton(torch.autograd.Function):
             fwd_impl = "seq" if fwd_impl == "thread" else fwd_impl
             bwd_impl = "scan" if bwd_impl == "thread" else bwd_impl
         out, states, chunk = _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, fwd_impl, block_d, chunk,
-                                      tile=tile, n_seg=n_seg)
+                                      tile=tile, n_seg=n_seg, training=any(ctx.needs_input_grad[:8]))
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, states)
         ctx.delta_softplus = delta_softplus
         ctx.config = (bwd_impl, chunk, block_d)
@@ -782,7 +787,7 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     Args are those of :func:`mamba_core.ops.selective_scan_ref`. Private overrides: ``_impl`` picks the kernels:
     "thread" (one lane per channel, forward and backward, see ``selective_scan_triton_thread``), "thread_scan"
     (thread forward, scan backward), "seq" (step-by-step recurrence), "scan" (``tl.associative_scan`` over
-    chunks) or "auto" (= "thread", the fastest measured; N > 16 uses the "seq" forward and "scan" backward). The
+    chunks) or "auto" (= "thread_scan", the fastest pair measured; N > 16: "seq" forward, "scan" backward). The
     environment variable ``MAMBA_CORE_SCAN_IMPL`` replaces "auto", e.g. to fall back to "thread_scan".
     ``_block_d`` channels per program and ``_chunk`` steps per saved state (powers of two; the scan kernels need
     ``_chunk`` >= 16), e.g. so that tests cover several chunks with short sequences; ``_tile`` steps per unrolled

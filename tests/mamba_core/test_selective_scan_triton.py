@@ -94,6 +94,7 @@ def test_fp32_matches_reference_across_chunks(b_form, c_form, has_d, has_z, has_
         ("seq", "fixed", "group", False, True, False, False, 2),
         ("scan", "group", "var", True, False, True, True, 1),
         ("thread_scan", "group", "group", True, True, True, True, 2),
+        ("thread", "fixed", "var", True, True, True, False, 1),
     ],
 )
 def test_each_kernel_pair_matches_reference(impl, b_form, c_form, has_d, has_z, has_bias, softplus, groups):
