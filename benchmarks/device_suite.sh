@@ -79,6 +79,8 @@ for section in "$@"; do
       run 95 audio.log python3 -m apps.audio fit --config configs/audio/sc09_mini_gpu.yaml \
         --trainer.max_time 00:00:00:50
       audio_generate_and_score 150 ;;
+    dna-species)  # issue #5, ~6 min (<= 8): synth -> pretrain 2^12 -> 5-species classifier at 2^16 -> test -> report
+      bash benchmarks/dna_species_gpu.sh "$OUT" ;;
     *) echo "unknown section $section"; exit 2 ;;
   esac
   echo "### section $section took $((SECONDS - start)) s" | tee -a "$OUT/sections.log"
