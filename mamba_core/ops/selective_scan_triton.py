@@ -26,7 +26,7 @@ import triton
 import triton.language as tl
 
 from .checks import KERNEL_DTYPES, check_scan_inputs, check_triton_tensors
-from .selective_scan_triton_common import softplus_fp32
+from .selective_scan_triton_common import channel_bias_and_d, softplus_fp32
 from .selective_scan_triton_thread import MAX_THREAD_DSTATE, _thread_bwd_kernel, _thread_fwd_kernel
 
 LOG2E = math.log2(math.e)
@@ -73,12 +73,7 @@ def _scan_fwd_kernel(
 
     A = tl.load(A_ptr + d[:, None] * s_Ad + n[None, :] * s_An, mask=dn_mask, other=0.0).to(tl.float32)
     A2 = A * 1.4426950408889634  # exp(x) = exp2(x * log2(e))
-    bias = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + d, mask=dmask, other=0.0).to(tl.float32)
-    Dv = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if HAS_D:
-        Dv = tl.load(D_ptr + d, mask=dmask, other=0.0).to(tl.float32)
+    bias, Dv = channel_bias_and_d(bias_ptr, D_ptr, d, dmask, HAS_BIAS, HAS_D)
     if not B_VAR:
         Bfix = tl.load(B_ptr + d[:, None] * s_Bb + n[None, :] * s_Bn, mask=dn_mask, other=0.0).to(tl.float32)
     if not C_VAR:
@@ -146,12 +141,7 @@ def _scan_bwd_kernel(
 
     A = tl.load(A_ptr + d[:, None] * s_Ad + n[None, :] * s_An, mask=dn_mask, other=0.0).to(tl.float32)
     A2 = A * 1.4426950408889634
-    bias = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + d, mask=dmask, other=0.0).to(tl.float32)
-    Dv = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if HAS_D:
-        Dv = tl.load(D_ptr + d, mask=dmask, other=0.0).to(tl.float32)
+    bias, Dv = channel_bias_and_d(bias_ptr, D_ptr, d, dmask, HAS_BIAS, HAS_D)
     if not B_VAR:
         Bfix = tl.load(B_ptr + d[:, None] * s_Bb + n[None, :] * s_Bn, mask=dn_mask, other=0.0).to(tl.float32)
         dB_acc = tl.zeros([BLOCK_D, NP], dtype=tl.float32)
@@ -285,12 +275,7 @@ def _seq_fwd_kernel(
 
     A2 = tl.load(A_ptr + d[None, :] * s_Ad + n[:, None] * s_An, mask=nd_mask, other=0.0).to(tl.float32)
     A2 = A2 * 1.4426950408889634
-    bias = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + d, mask=dmask, other=0.0).to(tl.float32)
-    Dv = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if HAS_D:
-        Dv = tl.load(D_ptr + d, mask=dmask, other=0.0).to(tl.float32)
+    bias, Dv = channel_bias_and_d(bias_ptr, D_ptr, d, dmask, HAS_BIAS, HAS_D)
     if not B_VAR:
         Bfix = tl.load(B_ptr + d[None, :] * s_Bb + n[:, None] * s_Bn, mask=nd_mask, other=0.0).to(tl.float32)
     if not C_VAR:
@@ -361,12 +346,7 @@ def _seq_bwd_kernel(
 
     A = tl.load(A_ptr + d[None, :] * s_Ad + n[:, None] * s_An, mask=nd_mask, other=0.0).to(tl.float32)
     A2 = A * 1.4426950408889634
-    bias = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + d, mask=dmask, other=0.0).to(tl.float32)
-    Dv = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if HAS_D:
-        Dv = tl.load(D_ptr + d, mask=dmask, other=0.0).to(tl.float32)
+    bias, Dv = channel_bias_and_d(bias_ptr, D_ptr, d, dmask, HAS_BIAS, HAS_D)
     if not B_VAR:
         Bfix = tl.load(B_ptr + d[None, :] * s_Bb + n[:, None] * s_Bn, mask=nd_mask, other=0.0).to(tl.float32)
         dB_acc = tl.zeros([NP, BLOCK_D], dtype=tl.float32)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .selective_scan_triton_common import softplus_fp32
+from .selective_scan_triton_common import channel_bias_and_d, softplus_fp32
 
 MAX_THREAD_DSTATE = 16
 
@@ -148,6 +148,23 @@ def _thread_tile(h, dtsum, A2, Bfix, Cfix, Dv, bias, t0, L, dmask,
 
 
 @triton.jit
+def _state_params(A_ptr, B_ptr, C_ptr, d, dmask, dstate, s_Ad, s_An, s_Bb, s_Bn, s_Cb, s_Cn,
+                  B_VAR: tl.constexpr, C_VAR: tl.constexpr, NP: tl.constexpr):
+    """Per state n: A * log2(e) and, when fixed, B and C, each a (BLOCK_D,) fp32 vector (zeros for n >= dstate)."""
+    A2 = ()
+    Bfix = ()
+    Cfix = ()
+    for n in tl.static_range(NP):
+        nm = dmask & (n < dstate)
+        A2 = A2 + (tl.load(A_ptr + d * s_Ad + n * s_An, mask=nm, other=0.0) * 1.4426950408889634,)
+        if not B_VAR:
+            Bfix = Bfix + (tl.load(B_ptr + d * s_Bb + n * s_Bn, mask=nm, other=0.0).to(tl.float32),)
+        if not C_VAR:
+            Cfix = Cfix + (tl.load(C_ptr + d * s_Cb + n * s_Cn, mask=nm, other=0.0).to(tl.float32),)
+    return A2, Bfix, Cfix
+
+
+@triton.jit
 def _thread_fwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, states_ptr, seg_h_ptr, seg_dt_ptr,
     dim, L, n_chunks, chunks_per_seg, n_seg, group_size, dstate,
@@ -165,22 +182,9 @@ def _thread_fwd_kernel(
     dmask = d < dim
     grp = (pid_d * BLOCK_D) // group_size
 
-    A2 = ()
-    Bfix = ()
-    Cfix = ()
-    for n in tl.static_range(NP):
-        nm = dmask & (n < dstate)
-        A2 = A2 + (tl.load(A_ptr + d * s_Ad + n * s_An, mask=nm, other=0.0) * 1.4426950408889634,)
-        if not B_VAR:
-            Bfix = Bfix + (tl.load(B_ptr + d * s_Bb + n * s_Bn, mask=nm, other=0.0).to(tl.float32),)
-        if not C_VAR:
-            Cfix = Cfix + (tl.load(C_ptr + d * s_Cb + n * s_Cn, mask=nm, other=0.0).to(tl.float32),)
-    bias = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + d, mask=dmask, other=0.0).to(tl.float32)
-    Dv = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if HAS_D:
-        Dv = tl.load(D_ptr + d, mask=dmask, other=0.0).to(tl.float32)
+    A2, Bfix, Cfix = _state_params(A_ptr, B_ptr, C_ptr, d, dmask, dstate, s_Ad, s_An, s_Bb, s_Bn, s_Cb, s_Cn,
+                                   B_VAR, C_VAR, NP)
+    bias, Dv = channel_bias_and_d(bias_ptr, D_ptr, d, dmask, HAS_BIAS, HAS_D)
 
     seg_row = (pid_b * n_seg * dim + d) * NP  # + (s * dim) * NP + n
     h = ()
@@ -445,24 +449,12 @@ def _thread_bwd_kernel(
     dmask = d < dim
     grp = (pid_d * BLOCK_D) // group_size
 
-    A2 = ()
-    Bfix = ()
-    Cfix = ()
+    A2, Bfix, Cfix = _state_params(A_ptr, B_ptr, C_ptr, d, dmask, dstate, s_Ad, s_An, s_Bb, s_Bn, s_Cb, s_Cn,
+                                   B_VAR, C_VAR, NP)
     zero_acc = ()
     for n in tl.static_range(NP):
-        nm = dmask & (n < dstate)
-        A2 = A2 + (tl.load(A_ptr + d * s_Ad + n * s_An, mask=nm, other=0.0) * 1.4426950408889634,)
-        if not B_VAR:
-            Bfix = Bfix + (tl.load(B_ptr + d * s_Bb + n * s_Bn, mask=nm, other=0.0).to(tl.float32),)
-        if not C_VAR:
-            Cfix = Cfix + (tl.load(C_ptr + d * s_Cb + n * s_Cn, mask=nm, other=0.0).to(tl.float32),)
         zero_acc = zero_acc + (tl.zeros([BLOCK_D], dtype=tl.float32),)
-    bias = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + d, mask=dmask, other=0.0).to(tl.float32)
-    Dv = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if HAS_D:
-        Dv = tl.load(D_ptr + d, mask=dmask, other=0.0).to(tl.float32)
+    bias, Dv = channel_bias_and_d(bias_ptr, D_ptr, d, dmask, HAS_BIAS, HAS_D)
     acc = (zero_acc, zero_acc, zero_acc, tl.zeros([BLOCK_D], dtype=tl.float32),
            tl.zeros([BLOCK_D], dtype=tl.float32))
     g = zero_acc
