@@ -79,6 +79,28 @@ def _state_tiles(tile_ptr, zero_cols, tt, NP: tl.constexpr, T: tl.constexpr, TM:
 
 
 @triton.jit
+def _tile_inputs(t0, L, dmask, u_row, dt_row, s_ul, s_dl, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+                 MASK_T: tl.constexpr, T: tl.constexpr):
+    """Steps t0 .. t0+T-1 of a tile: (arange, steps, mask, u, delta + bias, delta after softplus) as (BLOCK_D, T)
+    fp32; the mask only covers channels unless MASK_T, so that the loads stay vectors. delta is 0 where masked
+    (a zero step leaves the state unchanged)."""
+    tt = tl.arange(0, T)
+    t = t0 + tt
+    if MASK_T:
+        m2 = dmask[:, None] & (t < L)[None, :]
+    else:
+        m2 = tl.broadcast_to(dmask[:, None], (dmask.shape[0], T))
+    u = tl.load(u_row[:, None] + t[None, :] * s_ul, mask=m2, other=0.0).to(tl.float32)
+    dt_pre = tl.load(dt_row[:, None] + t[None, :] * s_dl, mask=m2, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        dt_pre = dt_pre + bias[:, None]
+    dt = dt_pre
+    if SOFTPLUS:
+        dt = softplus_fp32(dt_pre)
+    return tt, t, m2, u, dt_pre, tl.where(m2, dt, 0.0)
+
+
+@triton.jit
 def _thread_tile(h, dtsum, A2, Bfix, Cfix, Dv, bias, t0, L, dmask,
                  u_row, dt_row, z_row, o_row, B_tiles, C_tiles,
                  s_ul, s_dl, s_zl, s_ol,
@@ -88,20 +110,7 @@ def _thread_tile(h, dtsum, A2, Bfix, Cfix, Dv, bias, t0, L, dmask,
     """Advance the state tuple ``h`` over steps t0 .. t0+T-1 (all < L unless MASK_T); write y unless LOCAL.
 
     B_tiles/C_tiles point at this batch element's (L/TM, NP, TM) tiles of variable B/C (TM: the layout's tile)."""
-    tt = tl.arange(0, T)
-    t = t0 + tt
-    if MASK_T:
-        m2 = dmask[:, None] & (t < L)[None, :]
-    else:
-        m2 = tl.broadcast_to(dmask[:, None], (dmask.shape[0], T))
-    u = tl.load(u_row[:, None] + t[None, :] * s_ul, mask=m2, other=0.0).to(tl.float32)
-    dt = tl.load(dt_row[:, None] + t[None, :] * s_dl, mask=m2, other=0.0).to(tl.float32)
-    if HAS_BIAS:
-        dt = dt + bias[:, None]
-    if SOFTPLUS:
-        dt = softplus_fp32(dt)
-    if MASK_T:
-        dt = tl.where(m2, dt, 0.0)  # a zero step leaves the state unchanged
+    tt, t, m2, u, _, dt = _tile_inputs(t0, L, dmask, u_row, dt_row, s_ul, s_dl, bias, HAS_BIAS, SOFTPLUS, MASK_T, T)
     dtu = dt * u
     if LOCAL:
         dtsum += tl.sum(dt, axis=1)
@@ -282,20 +291,8 @@ def _thread_bwd_tile(h_start, g, acc, t0, L, dmask, pid_b, grp, n_groups, dim,
     (a_{t+1} * G_{t+1} from the step after the tile). Returns the carry for the tile before and the accumulators
     ``acc`` = (dA tuple, dB-fixed tuple, dC-fixed tuple, dD, dbias)."""
     dA_acc, dBf_acc, dCf_acc, dD_acc, dbias_acc = acc
-    tt = tl.arange(0, T)
-    t = t0 + tt
-    if MASK_T:
-        m2 = dmask[:, None] & (t < L)[None, :]
-    else:
-        m2 = tl.broadcast_to(dmask[:, None], (dmask.shape[0], T))
-    u = tl.load(u_row[:, None] + t[None, :] * s_ul, mask=m2, other=0.0).to(tl.float32)
-    dt_pre = tl.load(dt_row[:, None] + t[None, :] * s_dl, mask=m2, other=0.0).to(tl.float32)
-    if HAS_BIAS:
-        dt_pre = dt_pre + bias[:, None]
-    dt = dt_pre
-    if SOFTPLUS:
-        dt = softplus_fp32(dt_pre)
-    dt = tl.where(m2, dt, 0.0)
+    tt, t, m2, u, dt_pre, dt = _tile_inputs(t0, L, dmask, u_row, dt_row, s_ul, s_dl, bias, HAS_BIAS, SOFTPLUS,
+                                            MASK_T, T)
     dtu = dt * u
     dout = tl.load(dout_row[:, None] + t[None, :], mask=m2, other=0.0).to(tl.float32)
     zero_cols = tl.zeros_like(dmask.to(tl.int32))[:, None]
