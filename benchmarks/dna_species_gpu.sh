@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue #5: the great-ape-style classification pipeline on synthetic genomes, end to end in one device call
 # (<= 8 minutes on one H100, every step under a hard time limit; expected ~6 minutes):
-#   synth (5 species, 4 chromosomes of 3.0-2.1 Mb, divergence 1)                     ~10 s   limit  45 s
+#   synth (5 species, 4 chromosomes of 3.0-2.1 Mb, divergence 1.5)                    ~10 s   limit  45 s
 #   pretrain the 1.4M model on the synthetic human genome at L = 2^12 (max_time 1:50)  ~2.2 min limit 160 s
 #   fine-tune a 5-species classifier on it at L = 2^16 (max_time 2:15)                ~2.9 min limit 195 s
 #   test the best classifier checkpoint on the held-out chromosome (150 windows)       ~30 s   limit  50 s
@@ -27,7 +27,7 @@ step() {  # step <seconds> <command...>: run under a hard limit, log output and 
   echo "### exit ${PIPESTATUS[0]} after $((SECONDS - start)) s" | tee -a "$log"
 }
 cfg=$repo/configs/dna
-synth=(--chromosomes 4 --chromosome-length 3000000 --divergence 1)
+synth=(--chromosomes 4 --chromosome-length 3000000 --divergence 1.5)
 pretrain=() classify=()
 if [ "${2:-}" = toy ]; then  # CPU check of the commands: tiny genomes, model, windows and step counts
   cpu=(--trainer.accelerator cpu --trainer.precision 32-true --data.num_workers 0 --data.batch_size 4)
