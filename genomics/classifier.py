@@ -1,8 +1,10 @@
 """Sequence classifier: a (pretrained) Mamba DNA backbone, masked mean pooling and a linear head.
 
 Pooled features are standardised (a BatchNorm without affine parameters, ``pooled_norm``, see ``genomics.pooling``)
-before the head: without it the head learns very slowly on long windows. The backbone comes from a pretraining
-checkpoint (``pretrained``: Lightning .ckpt or save_pretrained folder) or is
+before the head: without it the head learns very slowly on long windows. Their statistics are re-estimated with the
+current weights on ``calibration_windows`` fixed training windows before every validation during ``fit`` (the
+running averages lag behind a backbone being fine-tuned), so validation and saved checkpoints use fresh statistics.
+The backbone comes from a pretraining checkpoint (``pretrained``: Lightning .ckpt or save_pretrained folder) or is
 built from the size arguments (training from scratch; ``bidirectional=True`` then gives a BiMamba backbone).
 Class names come from the data module at ``setup`` and are stored in the checkpoint, so ``predict`` needs only the
 checkpoint. ``predict`` writes ``windows.tsv`` (one row per tiled window) and ``records.tsv`` (record probability =
@@ -12,11 +14,14 @@ mean of its window probabilities) into ``predict_output``, refusing to overwrite
 from __future__ import annotations
 
 import csv
+from contextlib import nullcontext
 from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.trainer.states import TrainerFn
+from torch.utils.data import DataLoader
 
 from genomics.backbone import dna_mamba_config, load_pretrained
 from genomics.epoch_metrics import EpochMetricsMixin
@@ -31,7 +36,7 @@ class DNAClassifier(EpochMetricsMixin, pl.LightningModule):
                  pooling: str = "mean", lr: float = 1e-3, backbone_lr: float | None = None,
                  weight_decay: float = 0.01, warmup_steps: int = 50, min_lr_ratio: float = 0.1,
                  freeze_backbone: bool = False, gradient_checkpointing: bool = False, head_dropout: float = 0.0,
-                 pooled_norm: bool = True, predict_output: str = "predictions"):
+                 pooled_norm: bool = True, calibration_windows: int = 64, predict_output: str = "predictions"):
         super().__init__()
         self.save_hyperparameters()
         if pooling not in ("mean", "last"):
@@ -87,10 +92,8 @@ class DNAClassifier(EpochMetricsMixin, pl.LightningModule):
         checkpoint["class_names"] = self.class_names
         checkpoint["mamba_config"] = self.backbone_config.to_dict()
 
-    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Class logits (batch, n_classes) for token ids (batch, L); ``mask`` marks real (non-padding) tokens."""
-        if self.head is None:
-            raise RuntimeError("classifier head not built yet: class names unknown")
+    def pooled_features(self, input_ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Pooled backbone features (batch, d_model), fp32, before normalisation; ``mask`` marks real tokens."""
         hidden = self.backbone(input_ids)
         if mask is None:
             mask = torch.ones(input_ids.shape, dtype=torch.bool, device=input_ids.device)
@@ -100,7 +103,36 @@ class DNAClassifier(EpochMetricsMixin, pl.LightningModule):
         else:
             last = mask.long().sum(1).clamp(min=1) - 1
             pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-        return self.head(self.dropout(self.pooled_norm(pooled.float())))
+        return pooled.float()
+
+    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Class logits (batch, n_classes) for token ids (batch, L); ``mask`` marks real (non-padding) tokens."""
+        if self.head is None:
+            raise RuntimeError("classifier head not built yet: class names unknown")
+        return self.head(self.dropout(self.pooled_norm(self.pooled_features(input_ids, mask))))
+
+    def calibrate_pooled_norm(self, dataset, batch_size: int) -> None:
+        """Set ``pooled_norm``'s statistics to those of the pooled features of ``dataset`` (windows with
+        ``input_ids`` and ``mask``) under the current weights, computed in evaluation mode and in the trainer's
+        precision, exactly as validation will compute them. Every rank sees the same windows, so no reduction."""
+        was_training = self.training
+        self.eval()
+        context = self.trainer.precision_plugin.forward_context() if self._trainer is not None else nullcontext()
+        features = []
+        with torch.no_grad(), context:
+            for batch in DataLoader(dataset, batch_size=batch_size):
+                features.append(self.pooled_features(batch["input_ids"].to(self.device),
+                                                     batch["mask"].to(self.device)))
+        self.pooled_norm.set_statistics(torch.cat(features))
+        self.train(was_training)
+
+    def on_validation_epoch_start(self) -> None:
+        super().on_validation_epoch_start()
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if (self.hparams.calibration_windows and isinstance(self.pooled_norm, PooledBatchNorm)
+                and self.trainer.state.fn == TrainerFn.FITTING and hasattr(datamodule, "calibration_dataset")):
+            self.calibrate_pooled_norm(datamodule.calibration_dataset(self.hparams.calibration_windows),
+                                       datamodule.hparams.batch_size)
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         logits = self(batch["input_ids"], batch["mask"])

@@ -25,7 +25,7 @@ from genomics.intervals import SPLITS, Interval, compile_label_regex, label_from
 from genomics.tokenizer import DNATokenizer
 from genomics.windows import WindowIdSampler
 
-_SPLIT_SEEDS = {"train": 0, "valid": 1_000_003, "test": 2_000_029}
+_SPLIT_SEEDS = {"train": 0, "valid": 1_000_003, "test": 2_000_029, "calibration": 3_000_017}
 
 
 def shared_held_out_records(records: dict[str, list[tuple[int, str, int]]], fractions: tuple[float, float, float],
@@ -127,6 +127,16 @@ class SequenceClassificationDataModule(pl.LightningDataModule):
                                      seed=hp.seed + _SPLIT_SEEDS[split], tokenizer=self.tokenizer,
                                      rc_prob=hp.rc_prob if split == "train" else 0.0,
                                      max_n_fraction=hp.max_n_fraction, short=hp.short_intervals, split=split)
+
+    def calibration_dataset(self, num_windows: int) -> LabelledWindowDataset:
+        """Fixed, balanced training-split windows without augmentation (like evaluation windows, but from the
+        training records): the classifier re-estimates its pooled-feature statistics on them before validating."""
+        hp = self.hparams
+        self.prepare_classes()
+        return LabelledWindowDataset(self.readers, self.intervals["train"], self.class_names, hp.length, num_windows,
+                                     seed=hp.seed + _SPLIT_SEEDS["calibration"], tokenizer=self.tokenizer,
+                                     rc_prob=0.0, max_n_fraction=hp.max_n_fraction, short=hp.short_intervals,
+                                     split="train")
 
     def _loader(self, dataset, batch_size: int, sampler=None) -> DataLoader:
         workers = self.hparams.num_workers
