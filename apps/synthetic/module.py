@@ -8,6 +8,8 @@ answer token (and, for selective copying, also per whole sequence).
 
 from __future__ import annotations
 
+import math
+
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
@@ -17,6 +19,32 @@ from mamba_core.utils import warmup_cosine
 
 from .data import TASKS
 from .models import ARCHITECTURES, build_model
+
+LR_SCHEDULES = ("steps", "time")
+
+
+def time_cosine_factor(step: int, fraction: float, warmup_steps: int, min_lr_ratio: float,
+                       decay_start: float = 0.0) -> float:
+    """LR multiplier: linear warm-up over ``warmup_steps`` steps, 1 until the elapsed ``fraction`` of the time
+    budget reaches ``decay_start``, then cosine down to ``min_lr_ratio`` at fraction 1 (held there after)."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(max((fraction - decay_start) / (1.0 - decay_start), 0.0), 1.0)
+    return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _training_timer(trainer) -> pl.callbacks.Timer:
+    """The Timer that enforces ``Trainer(max_time=...)``; the time schedule needs one."""
+    timers = [c for c in (trainer.callbacks if trainer is not None else []) if isinstance(c, pl.callbacks.Timer)]
+    if not timers or timers[0].time_remaining() is None:
+        raise ValueError("model.lr_schedule='time' needs trainer.max_time (the wall-clock budget the cosine spans)")
+    return timers[0]
+
+
+def timer_fraction(timer: pl.callbacks.Timer) -> float:
+    """Elapsed share of the timer's training budget (0 before training starts, 1 at the cap)."""
+    elapsed, remaining = timer.time_elapsed(), timer.time_remaining()
+    return elapsed / (elapsed + remaining) if elapsed + remaining > 0 else 1.0
 
 
 def answer_logits(logits: torch.Tensor, targets: torch.Tensor, vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,7 +83,12 @@ class SyntheticLM(pl.LightningModule):
         d_state, d_conv, expand: Mamba/S4 mixer sizes.
         n_head: Transformer attention heads.
         lr, weight_decay, betas: AdamW (no decay on biases, norms, embeddings, A_log, D, S4 B/C).
-        warmup_steps: linear warm-up, then cosine decay to ``min_lr_ratio * lr`` at the trainer's last step.
+        warmup_steps: linear warm-up, then cosine decay to ``min_lr_ratio * lr``.
+        lr_schedule: where the cosine ends. "steps": at the trainer's last step (``max_steps``). "time": at the end
+            of the trainer's ``max_time``, by the fraction of it elapsed, for runs that a wall-clock cap ends: the
+            learning rate anneals before the cap whatever the device's speed (the step it ends at is not fixed).
+        decay_start: with lr_schedule "time", the share of max_time spent at the peak before the cosine starts
+            (0: cosine over the whole budget; 0.8: constant for 80% of it, annealed over the last 20%).
     """
 
     def __init__(
@@ -74,12 +107,18 @@ class SyntheticLM(pl.LightningModule):
         betas: tuple[float, float] = (0.9, 0.98),
         warmup_steps: int = 100,
         min_lr_ratio: float = 0.1,
+        lr_schedule: str = "steps",
+        decay_start: float = 0.0,
     ):
         super().__init__()
         if arch not in ARCHITECTURES:
             raise ValueError(f"unknown arch {arch!r}; expected one of {ARCHITECTURES}")
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+        if lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"unknown lr_schedule {lr_schedule!r}; expected one of {LR_SCHEDULES}")
+        if not 0.0 <= decay_start < 1.0:
+            raise ValueError(f"decay_start must be in [0, 1), got {decay_start}")
         self.save_hyperparameters()
         self.arch, self.task, self.vocab_size = arch, task, vocab_size
         self.model = build_model(arch, vocab_size, d_model, n_layer, d_state, d_conv, expand, n_head)
@@ -118,6 +157,12 @@ class SyntheticLM(pl.LightningModule):
             [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=hp.lr, betas=tuple(hp.betas),
         )
+        if hp.get("lr_schedule", "steps") == "time":
+            timer = _training_timer(self.trainer)
+            scheduler = torch.optim.lr_scheduler.LambdaLR(
+                optimizer, lambda step: time_cosine_factor(step, timer_fraction(timer), hp.warmup_steps,
+                                                           hp.min_lr_ratio, hp.get("decay_start", 0.0)))
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
         total = max(int(self.trainer.estimated_stepping_batches), 1) if self.trainer is not None else 1
         scheduler = warmup_cosine(optimizer, hp.warmup_steps, total, hp.min_lr_ratio)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
