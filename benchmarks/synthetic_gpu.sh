@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# The GPU runs of the two synthetic tasks (issue #7), each fitting one 7-minute device slot. Called by the
-# device_suite.sh sections induction-long, selective-copying and synthetic-pair, which have already set PYTHONPATH
-# (and installed .whl/ once, so the two tasks can run side by side without racing on the install):
+# The GPU runs of the two synthetic tasks (issue #7). Called by the device_suite.sh sections induction-long,
+# selective-copying and synthetic-pair, which have already set PYTHONPATH (and installed .whl/ once, so the two
+# tasks can run side by side without racing on the install):
 #   bash benchmarks/synthetic_gpu.sh induction-long|selective-copying|pair OUT_DIR
 #
-# induction-long (<= 7 min): fit configs/synthetic/induction_heads_s6.yaml for 4.5 minutes at L=256, then
-#   eval-induction at 2^6 .. 2^20 in fp32 (64 sequences per length). Results: OUT/induction_long_length.{md,csv,png},
-#   the learning curve OUT/induction_long_curve.{md,png}, OUT/induction_long_metrics.csv, OUT/induction_long.log.
-# selective-copying (<= 7 min): fit configs/synthetic/selective_copying_s6.yaml (context 4096, 16 tokens) for
-#   5 minutes, then validate the last checkpoint on 32 fresh batches (2048 sequences) in fp32. Results:
-#   OUT/selective_copying_curve.{md,png}, OUT/selective_copying_metrics.csv, OUT/selective_copying.log.
+# induction-long (fit + ~1.5 min): fit configs/synthetic/induction_heads_s6.yaml for IH_FIT_S seconds (default 270)
+#   at L=256, then eval-induction at 2^6 .. 2^20 in fp32 (64 sequences per length). Results (NAME = IH_NAME, default
+#   induction_long): OUT/NAME_length.{md,csv,png}, the learning curve OUT/NAME_curve.{md,png}, OUT/NAME_metrics.csv,
+#   OUT/NAME.log and the checkpoint OUT/NAME_last.ckpt. IH_CONFIG picks another config and IH_ARGS adds fit options,
+#   so variants can run side by side under different names.
+# selective-copying (fit + ~1 min): fit configs/synthetic/selective_copying_s6.yaml (context 4096, 16 tokens, a
+#   curriculum from 256) for SC_FIT_S seconds (default 480), then validate the last checkpoint on 32 fresh batches
+#   (2048 sequences) in fp32. Results: OUT/selective_copying_curve.{md,png}, OUT/selective_copying_metrics.csv,
+#   OUT/selective_copying.log, OUT/selective_copying_last.ckpt.
 # pair: both at once, induction-long on GPU 0 and selective-copying on GPU 1 (needs 2 GPUs; separate run folders).
 # CPU smoke test of this script (tiny settings): SYNTH_ACCELERATOR=cpu SYNTH_MAX_LOG2=8 SYNTH_FIT_ARGS="--trainer.max_steps
 # 4 --data.seq_len 32 --data.batch_size 4 --data.batches_per_epoch 2 --data.num_workers 0" bash ... induction-long /tmp/o
@@ -17,6 +20,12 @@ set -u
 accel=${SYNTH_ACCELERATOR:-gpu}
 max_log2=${SYNTH_MAX_LOG2:-20}
 read -r -a fit_args <<< "${SYNTH_FIT_ARGS:-}"
+read -r -a ih_args <<< "${IH_ARGS:-}"
+ih_fit_s=${IH_FIT_S:-270}
+sc_fit_s=${SC_FIT_S:-480}
+ih_name=${IH_NAME:-induction_long}
+ih_config=${IH_CONFIG:-configs/synthetic/induction_heads_s6.yaml}
+as_max_time() { printf '00:%02d:%02d:%02d' $(($1 / 3600)) $(($1 % 3600 / 60)) $(($1 % 60)); }
 task=${1:?usage: synthetic_gpu.sh induction-long|selective-copying|pair OUT_DIR}
 out=${2:?usage: synthetic_gpu.sh induction-long|selective-copying|pair OUT_DIR}
 mkdir -p "$out"
@@ -41,19 +50,23 @@ curve() {  # curve <log> <run dir> <name> <title>: learning curve table/plot and
 }
 case $task in
   induction-long)
-    nvidia-smi -L 2>&1 | tee -a "$out/induction_long.log"
-    dir=runs/synthetic/induction_long
-    fit 300 induction_long.log "$dir" configs/synthetic/induction_heads_s6.yaml 00:00:04:30
-    curve induction_long.log "$dir" induction_long "Induction heads, L=256, 4.5 min fit"
-    step 90 induction_long.log python3 -m apps.synthetic.cli eval-induction \
-      --ckpt "$dir/lightning_logs/version_0/checkpoints/last.ckpt" --min-log2-len 6 --max-log2-len "$max_log2" \
-      --num-samples 64 --precision fp32 --out-dir "$dir/eval" --overwrite --no-progress
-    for ext in md csv png; do cp "$dir/eval/induction_heads_length.$ext" "$out/induction_long_length.$ext"; done ;;
+    log=$ih_name.log
+    nvidia-smi -L 2>&1 | tee -a "$out/$log"
+    dir=runs/synthetic/$ih_name
+    fit $((ih_fit_s + 30)) "$log" "$dir" "$ih_config" "$(as_max_time "$ih_fit_s")" "${ih_args[@]}"
+    curve "$log" "$dir" "$ih_name" "Induction heads, L=256, $ih_fit_s s fit ${IH_ARGS:-}"
+    ckpt=$dir/lightning_logs/version_0/checkpoints/last.ckpt
+    cp "$ckpt" "$out/${ih_name}_last.ckpt"
+    step 90 "$log" python3 -m apps.synthetic.cli eval-induction --ckpt "$ckpt" --min-log2-len 6 \
+      --max-log2-len "$max_log2" --num-samples 64 --precision fp32 --out-dir "$dir/eval" --overwrite --no-progress
+    for ext in md csv png; do cp "$dir/eval/induction_heads_length.$ext" "$out/${ih_name}_length.$ext"; done ;;
   selective-copying)
     nvidia-smi -L 2>&1 | tee -a "$out/selective_copying.log"
     dir=runs/synthetic/selective_copying_long
-    fit 330 selective_copying.log "$dir" configs/synthetic/selective_copying_s6.yaml 00:00:05:00
-    curve selective_copying.log "$dir" selective_copying "Selective copying, context 4096, 16 tokens, 5 min fit"
+    fit $((sc_fit_s + 30)) selective_copying.log "$dir" configs/synthetic/selective_copying_s6.yaml \
+      "$(as_max_time "$sc_fit_s")"
+    curve selective_copying.log "$dir" selective_copying "Selective copying, context 4096, 16 tokens, $sc_fit_s s fit"
+    cp "$dir/lightning_logs/version_0/checkpoints/last.ckpt" "$out/selective_copying_last.ckpt"
     step 60 selective_copying.log python3 -m apps.synthetic.cli validate \
       --config configs/synthetic/selective_copying_s6.yaml \
       --ckpt_path "$dir/lightning_logs/version_0/checkpoints/last.ckpt" --data.seed 100 --data.val_batches 32 \
@@ -65,6 +78,6 @@ case $task in
     CUDA_VISIBLE_DEVICES=0 bash "$0" induction-long "$out" > /dev/null 2>&1 &
     CUDA_VISIBLE_DEVICES=1 bash "$0" selective-copying "$out" > /dev/null 2>&1 &
     wait
-    tail -n 25 "$out/induction_long.log" "$out/selective_copying.log" ;;
+    tail -n 25 "$out/$ih_name.log" "$out/selective_copying.log" ;;
   *) echo "synthetic_gpu.sh: unknown task $task (induction-long, selective-copying or pair)"; exit 2 ;;
 esac

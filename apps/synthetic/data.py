@@ -203,7 +203,10 @@ class SyntheticDataModule(pl.LightningDataModule):
             For selective copying a model that has learned to skip noise (delta ~ 0 on it) does not depend on the
             context length, and short contexts cost less per step, so e.g. [256, 1024] then 4096 reaches the paper
             setting in fewer GPU minutes.
-        curriculum_epochs: epochs per curriculum stage.
+        curriculum_epochs: epochs per curriculum stage (with ``curriculum_advance_acc``: at least this many).
+        curriculum_advance_acc: if given, a stage ends only once an epoch's mean training accuracy
+            (``train/epoch_acc``, per answer token) reaches this value, so a model still on the loss plateau of a
+            short stage is not moved on to a longer one; the stage reached is saved in checkpoints.
     """
 
     def __init__(
@@ -219,6 +222,7 @@ class SyntheticDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         curriculum: list[int] | None = None,
         curriculum_epochs: int = 1,
+        curriculum_advance_acc: float | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -226,6 +230,10 @@ class SyntheticDataModule(pl.LightningDataModule):
         _check_positive("curriculum_epochs", curriculum_epochs)
         self.curriculum_specs = [make_spec(task, n, vocab_size, num_tokens) for n in (curriculum or [])]
         self.curriculum_epochs = curriculum_epochs
+        if curriculum_advance_acc is not None and not 0.0 < curriculum_advance_acc <= 1.0:
+            raise SyntheticTaskError(f"curriculum_advance_acc must be in (0, 1], got {curriculum_advance_acc}")
+        self.curriculum_advance_acc = curriculum_advance_acc
+        self.stage, self.epochs_in_stage = 0, 0
         self.task = task
         self.batch_size = batch_size
         self.batches_per_epoch = batches_per_epoch
@@ -243,12 +251,33 @@ class SyntheticDataModule(pl.LightningDataModule):
         )
 
     def train_spec(self, epoch: int) -> SelectiveCopyingSpec | InductionHeadsSpec:
-        """The task setting trained on in ``epoch``: the curriculum stage it falls in, else the final one."""
-        stage = epoch // self.curriculum_epochs
+        """The task setting trained on in ``epoch``: the curriculum stage it falls in, else the final one.
+
+        With ``curriculum_advance_acc`` the stage is the one reached so far (see :meth:`_advance_stage`)."""
+        stage = self.stage if self.curriculum_advance_acc is not None else epoch // self.curriculum_epochs
         return self.curriculum_specs[stage] if stage < len(self.curriculum_specs) else self.spec
+
+    def _advance_stage(self, last_epoch_acc: float | None) -> None:
+        """Accuracy-gated curriculum: called once per training epoch with the previous epoch's accuracy."""
+        if self.stage >= len(self.curriculum_specs):
+            return
+        if (last_epoch_acc is not None and self.epochs_in_stage >= self.curriculum_epochs
+                and last_epoch_acc >= self.curriculum_advance_acc):
+            self.stage, self.epochs_in_stage = self.stage + 1, 0
+        self.epochs_in_stage += 1
+
+    def state_dict(self) -> dict:
+        return {"stage": self.stage, "epochs_in_stage": self.epochs_in_stage}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.stage, self.epochs_in_stage = state_dict["stage"], state_dict["epochs_in_stage"]
 
     def train_dataloader(self) -> DataLoader:
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        if self.curriculum_advance_acc is not None:
+            metrics = getattr(self.trainer, "callback_metrics", {}) if self.trainer is not None else {}
+            last = metrics.get("train/epoch_acc")
+            self._advance_stage(None if last is None else float(last))
         # A different seed per epoch gives fresh data every epoch, also after resuming from a checkpoint.
         seed = self.seed + 1 + epoch * 7919
         return self._loader(SyntheticBatches(self.train_spec(epoch), self.batch_size, self.batches_per_epoch, seed))

@@ -135,6 +135,9 @@ class SyntheticLM(pl.LightningModule):
         on_step = stage == "train"
         self.log(f"{stage}/loss", loss, prog_bar=True, on_step=on_step, on_epoch=not on_step)
         self.log(f"{stage}/acc", correct.float().mean(), prog_bar=True, on_step=on_step, on_epoch=not on_step)
+        if on_step:  # the epoch mean too, under its own name: an accuracy-gated curriculum reads it
+            self.log("train/epoch_acc", correct.float().mean(), on_step=False, on_epoch=True)
+            self.log("train/input_len", float(inputs.shape[1]), on_step=True, on_epoch=False)
         if targets.shape[1] > 1:
             self.log(f"{stage}/seq_acc", correct.all(1).float().mean(), on_step=on_step, on_epoch=not on_step)
         return loss
