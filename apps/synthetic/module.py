@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mamba_core.models import InferenceCache
 from mamba_core.utils import warmup_cosine
 
 from .data import TASKS
@@ -89,6 +90,12 @@ class SyntheticLM(pl.LightningModule):
             learning rate anneals before the cap whatever the device's speed (the step it ends at is not fixed).
         decay_start: with lr_schedule "time", the share of max_time spent at the peak before the cosine starts
             (0: cosine over the whole budget; 0.8: constant for 80% of it, annealed over the last 20%).
+        state_passing: (mamba only) each training batch starts from the final recurrent state (SSM and conv) of
+            the previous batch instead of from zeros, with no gradient through it (the "state passing" of Buitrago
+            Ruiz & Gu, 2025, "Understanding and Improving Length Generalization in Recurrent Models"). The model
+            still trains on ``seq_len``-long windows but sees states like those deep into a long sequence, the ones
+            it meets when evaluated far past its training length. Validation starts from zeros. The scan then runs
+            on the PyTorch chunked path (the Triton kernels take no initial state).
     """
 
     def __init__(
@@ -109,6 +116,7 @@ class SyntheticLM(pl.LightningModule):
         min_lr_ratio: float = 0.1,
         lr_schedule: str = "steps",
         decay_start: float = 0.0,
+        state_passing: bool = False,
     ):
         super().__init__()
         if arch not in ARCHITECTURES:
@@ -119,6 +127,8 @@ class SyntheticLM(pl.LightningModule):
             raise ValueError(f"unknown lr_schedule {lr_schedule!r}; expected one of {LR_SCHEDULES}")
         if not 0.0 <= decay_start < 1.0:
             raise ValueError(f"decay_start must be in [0, 1), got {decay_start}")
+        if state_passing and arch != "mamba":
+            raise ValueError(f"state_passing needs arch 'mamba' (a recurrent state to pass), got {arch!r}")
         self.save_hyperparameters()
         self.arch, self.task, self.vocab_size = arch, task, vocab_size
         self.model = build_model(arch, vocab_size, d_model, n_layer, d_state, d_conv, expand, n_head)
@@ -127,9 +137,20 @@ class SyntheticLM(pl.LightningModule):
         """Logits (batch, L, vocab_size)."""
         return self.model(input_ids)[..., : self.vocab_size]
 
+    def _carried_state(self, batch_size: int) -> InferenceCache | None:
+        """With state_passing: the recurrent state the last training batch ended in (fresh zeros at first)."""
+        if not self.hparams.get("state_passing", False):
+            return None
+        cache = getattr(self, "_carry", None)
+        if cache is None or cache.states[0][1].shape[0] != batch_size:
+            cache = self._carry = self.model.allocate_inference_cache(batch_size)
+        return cache
+
     def _shared_step(self, batch, stage: str) -> torch.Tensor:
         inputs, targets = batch
-        logits, targets = answer_logits(self.model(inputs), targets, self.vocab_size)
+        cache = self._carried_state(inputs.shape[0]) if stage == "train" else None
+        logits = self.model(inputs) if cache is None else self.model(inputs, inference_cache=cache)
+        logits, targets = answer_logits(logits, targets, self.vocab_size)
         loss = F.cross_entropy(logits.float().reshape(-1, self.vocab_size), targets.reshape(-1))
         correct = logits.argmax(-1) == targets
         on_step = stage == "train"

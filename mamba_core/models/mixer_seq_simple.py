@@ -82,15 +82,19 @@ class MixerModel(nn.Module):
         return self.norm_f(residual.to(self.norm_f.weight.dtype))
 
     def forward(self, input_ids: torch.Tensor, inference_cache: InferenceCache | None = None) -> torch.Tensor:
+        """A cache that has already read tokens (``seqlen_offset`` > 0) is continued, not restarted."""
         hidden = self.embedding(input_ids)
         residual = None
         use_ckpt = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
+        cont = inference_cache is not None and inference_cache.seqlen_offset > 0
+        if use_ckpt and cont:  # the recomputation would start from the already overwritten cache
+            raise ValueError("gradient checkpointing cannot continue an inference cache; turn one of them off")
         for i, layer in enumerate(self.layers):
             layer_cache = None if inference_cache is None else inference_cache.states[i]
             if use_ckpt:
-                hidden, residual = checkpoint(layer, hidden, residual, layer_cache, use_reentrant=False)
+                hidden, residual = checkpoint(layer, hidden, residual, layer_cache, cont, use_reentrant=False)
             else:
-                hidden, residual = layer(hidden, residual, inference_cache=layer_cache)
+                hidden, residual = layer(hidden, residual, inference_cache=layer_cache, continue_cache=cont)
         return self._final_norm(hidden, residual)
 
     def step(self, input_ids: torch.Tensor, inference_cache: InferenceCache) -> torch.Tensor:
@@ -123,7 +127,11 @@ class MambaLMHeadModel(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, inference_cache: InferenceCache | None = None,
                 num_last_tokens: int = 0) -> torch.Tensor:
-        """input_ids (batch, L) long -> logits (batch, L, padded_vocab) (only the last ``num_last_tokens`` if > 0)."""
+        """input_ids (batch, L) long -> logits (batch, L, padded_vocab) (only the last ``num_last_tokens`` if > 0).
+
+        With an ``inference_cache`` the states after the last token are left in it; if the cache has already read
+        tokens, these input_ids continue that sequence (feeding a long sequence in pieces gives the logits of one
+        forward over all of it, in memory bounded by the piece)."""
         if input_ids.dim() != 2 or input_ids.dtype not in (torch.int64, torch.int32):
             raise ValueError(f"input_ids must be a (batch, L) integer tensor, got {input_ids.dtype} "
                              f"{tuple(input_ids.shape)}")

@@ -54,9 +54,13 @@ class Block(nn.Module):
             residual = residual.float()
         return normed, residual
 
-    def forward(self, hidden_states: torch.Tensor, residual: torch.Tensor | None = None, inference_cache=None):
+    def forward(self, hidden_states: torch.Tensor, residual: torch.Tensor | None = None, inference_cache=None,
+                continue_cache: bool = False):
         normed, residual = self._add_norm(hidden_states, residual, self.norm)
-        hidden_states = self.mixer(normed, inference_cache=inference_cache)
+        if continue_cache:  # only causal mixers continue a cache (Mamba.forward's continue_cache)
+            hidden_states = self.mixer(normed, inference_cache=inference_cache, continue_cache=True)
+        else:
+            hidden_states = self.mixer(normed, inference_cache=inference_cache)
         if self.mlp is not None:
             normed, residual = self._add_norm(hidden_states, residual, self.norm2)
             hidden_states = self.mlp(normed)

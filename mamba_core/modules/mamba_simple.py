@@ -94,32 +94,50 @@ class Mamba(nn.Module):
         dt, B, C = torch.split(self.x_proj(x), [self.dt_rank, self.d_state, self.d_state], dim=-1)
         return F.linear(dt, self.dt_proj.weight), B, C
 
-    def forward(self, hidden_states: torch.Tensor, inference_cache: tuple | None = None) -> torch.Tensor:
+    def forward(self, hidden_states: torch.Tensor, inference_cache: tuple | None = None,
+                continue_cache: bool = False) -> torch.Tensor:
         """hidden_states (batch, L, d_model) -> (batch, L, d_model).
 
         If ``inference_cache`` = (conv_state, ssm_state) is given, it is filled with the state after the last
-        token (prefill), ready for :meth:`step`.
+        token (prefill), ready for :meth:`step`. With ``continue_cache`` the sequence starts from that state
+        instead of from zeros (it continues the tokens the cache has read: chunked prefill, or state passing
+        between training batches); the cache holds no gradient, so none flows into earlier pieces.
         """
         if hidden_states.dim() != 3 or hidden_states.shape[-1] != self.d_model:
             raise ValueError(f"hidden_states must be (batch, L, {self.d_model}), got {tuple(hidden_states.shape)}")
         seqlen = hidden_states.shape[1]
+        if continue_cache and inference_cache is None:
+            raise ValueError("continue_cache needs an inference_cache to continue from")
         x, z = self.in_proj(hidden_states).transpose(1, 2).chunk(2, dim=1)       # (batch, d_inner, L) each
-        if inference_cache is not None:
-            inference_cache[0].copy_(conv_state_from_sequence(x, self.d_conv))
-        x = causal_conv1d_fn(x, self.conv1d.weight.squeeze(1), self.conv1d.bias, activation="silu")
+        x, start_state = self._conv_with_cache(x, inference_cache, continue_cache)
         dt, B, C = self._ssm_params(x.transpose(1, 2))
         A = -torch.exp(self.A_log.float())
         result = selective_scan_fn(
             x, dt.transpose(1, 2), A, B.transpose(1, 2), C.transpose(1, 2), self.D.float(), z=z,
             delta_bias=self.dt_proj.bias.float(), delta_softplus=True,
-            return_last_state=inference_cache is not None, backend=self.backend)
+            return_last_state=inference_cache is not None, backend=self.backend, initial_state=start_state)
         if inference_cache is not None:
             y, last_state = result
-            inference_cache[1].copy_(last_state)
+            inference_cache[1].copy_(last_state.detach())
         else:
             y = result
         assert y.shape[-1] == seqlen
         return self.out_proj(y.transpose(1, 2))
+
+    def _conv_with_cache(self, x: torch.Tensor, inference_cache: tuple | None, continue_cache: bool):
+        """silu(causal conv(x)), the conv state written to the cache, and the SSM start state (None: zeros).
+
+        Continuing, the conv window reaches back into the cached last ``d_conv`` inputs, and the SSM starts from
+        a copy of the cached state (the cache is overwritten below, while autograd may still need the start)."""
+        seqlen, start_state = x.shape[-1], None
+        if continue_cache:
+            conv_state, ssm_state = inference_cache
+            x = torch.cat([conv_state[..., 1:].to(x.dtype), x], dim=-1)
+            start_state = ssm_state.detach().clone()
+        if inference_cache is not None:
+            inference_cache[0].copy_(conv_state_from_sequence(x, self.d_conv).detach())
+        x = causal_conv1d_fn(x, self.conv1d.weight.squeeze(1), self.conv1d.bias, activation="silu")
+        return x[..., -seqlen:], start_state
 
     def allocate_inference_cache(self, batch_size: int, dtype=None, device=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Zero (conv_state (batch, d_inner, d_conv), ssm_state (batch, d_inner, d_state) fp32) for decoding."""

@@ -15,7 +15,9 @@ Two implementations with one signature:
   log-depth parallel scan with no Python loop over time; a hand-written backward (the recurrence in reverse)
   keeps autograd from recording every step. Memory is O(batch*dim*chunk*N).
 
-Both accumulate in fp32 and return the output in ``u``'s dtype.
+Both accumulate in fp32 and return the output in ``u``'s dtype. Both take an optional ``initial_state`` (batch, dim,
+N): the state before the first step (zero by default), so that a long sequence can be processed in pieces, each
+starting from the previous piece's ``last_state`` (chunked prefill, or state passing between training batches).
 """
 
 from __future__ import annotations
@@ -55,6 +57,18 @@ def _prepare(u, delta, A, B, C, delta_bias, delta_softplus):
     return u.to(acc), delta, A.to(acc), _per_channel(B, dim, acc), _per_channel(C, dim, acc)
 
 
+def _start_state(initial_state, batch: int, dim: int, dstate: int, like: torch.Tensor) -> torch.Tensor:
+    """The state before step 0: ``initial_state`` (validated, in the accumulation dtype) or zeros."""
+    if initial_state is None:
+        return like.new_zeros(batch, dim, dstate)
+    if tuple(initial_state.shape) != (batch, dim, dstate):
+        raise ValueError(f"initial_state must be (batch, dim, N) = {(batch, dim, dstate)}, "
+                         f"got {tuple(initial_state.shape)}")
+    if initial_state.device != like.device:
+        raise ValueError(f"initial_state is on {initial_state.device}, the inputs on {like.device}")
+    return initial_state.to(like.dtype)
+
+
 def _finish(y, u, D, z, dtype, last_state, return_last_state):
     out = y if D is None else y + u * D.to(y.dtype)[:, None]
     if z is not None:
@@ -64,7 +78,7 @@ def _finish(y, u, D, z, dtype, last_state, return_last_state):
 
 
 def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                       return_last_state=False):
+                       return_last_state=False, initial_state=None):
     """Selective scan by an explicit loop over time.
 
     Args:
@@ -78,13 +92,14 @@ def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
         delta_bias: (dim,) added to delta before the softplus, optional.
         delta_softplus: apply softplus to delta.
         return_last_state: also return the final state (batch, dim, N) in fp32 (fp64 for fp64 inputs).
+        initial_state: (batch, dim, N) state before the first step, optional (zeros); gradients flow into it.
 
     Returns:
         out (batch, dim, L) in u's dtype, and the last state if asked.
     """
     batch, dim, seqlen, dstate = check_scan_inputs(u, delta, A, B, C, D, z, delta_bias)
     u_f, delta, A, B, C = _prepare(u, delta, A, B, C, delta_bias, delta_softplus)
-    h = u_f.new_zeros(batch, dim, dstate)
+    h = _start_state(initial_state, batch, dim, dstate, u_f)
     ys = []
     for t in range(seqlen):
         d_t = delta[:, :, t, None]
@@ -146,7 +161,8 @@ _SEQUENTIAL_MIN_STEP_NUMEL = 4096
 
 
 def _linear_scan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    if a[0].numel() >= _SEQUENTIAL_MIN_STEP_NUMEL:
+    # On a GPU every step of the loop is a kernel launch: the log-depth scan wins at any width.
+    if a[0].numel() >= _SEQUENTIAL_MIN_STEP_NUMEL and not a.is_cuda:
         return _sequential_scan(a, b)
     return _parallel_scan(a, b)
 
@@ -175,7 +191,7 @@ class _LinearRecurrence(torch.autograd.Function):
 
 
 def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                           return_last_state=False, chunk_size: int = 2048):
+                           return_last_state=False, chunk_size: int = 2048, initial_state=None):
     """Fast PyTorch selective scan: same arguments, shapes and result as :func:`selective_scan_ref`.
 
     Works time-major on chunks of ``chunk_size`` steps (bounding memory to batch*dim*chunk_size*N floats per
@@ -191,7 +207,7 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None, d
     B_tm = B if B.dim() == 2 else B.permute(3, 0, 1, 2)                      # (L, batch, dim, N)
     C_tm = C if C.dim() == 2 else C.permute(3, 0, 1, 2)
     u_tm, delta_tm = u_f.permute(2, 0, 1), delta.permute(2, 0, 1)            # (L, batch, dim)
-    h = u_f.new_zeros(batch, dim, dstate)
+    h = _start_state(initial_state, batch, dim, dstate, u_f)
     ys = []
     for start in range(0, seqlen, chunk_size):
         stop = min(start + chunk_size, seqlen)
