@@ -27,7 +27,12 @@ import triton.language as tl
 
 from .checks import KERNEL_DTYPES, check_scan_inputs, check_triton_tensors
 from .selective_scan_triton_common import channel_bias_and_d, softplus_fp32
-from .selective_scan_triton_thread import MAX_THREAD_DSTATE, _thread_bwd_kernel, _thread_fwd_kernel
+from .selective_scan_triton_thread import (
+    MAX_THREAD_DSTATE,
+    _thread_bwd_kernel,
+    _thread_fwd_kernel,
+    _thread_lanes_fwd_kernel,
+)
 
 LOG2E = math.log2(math.e)
 MAX_DSTATE = 256
@@ -493,11 +498,23 @@ def _num_sms(device: torch.device) -> int:
     return 1
 
 
-IMPLS = ("auto", "thread", "thread_scan", "seq", "scan")
+# Opt-in variants of the thread forward (``_thread_lanes_fwd_kernel``), each paired with the scan backward: name ->
+# (S lanes per channel, POLY of a lane's NP/S states whose exponential runs on the FMA pipe, B/C tiles in fp32).
+# Not yet timed on a GPU, so "auto" does not use them; ``benchmarks/scan.py --variants`` times them all. They run
+# the whole sequence in one program per (batch, 32/S channels); with fewer than THREAD_VARIANT_MIN_WARPS_PER_SM
+# warps per SM, an explicit ``_n_seg`` > 1 or N > 16 they fall back to the "thread" forward (which splits the
+# sequence). fp32 B/C tiles: the re-laid copy is made anyway and is small (batch*N*L), and in sm_90 SASS the
+# per-lane bf16 -> fp32 unpacking of the broadcast B/C rows is 420 of the 1553 instructions of an 8-step tile.
+THREAD_VARIANTS = {"thread_lanes1_bf16bc": (1, 0, False), "thread_lanes1": (1, 0, True),
+                   "thread_poly1": (1, 1, True), "thread_poly4": (1, 4, True),
+                   "thread_split2": (2, 0, True), "thread_split2_poly1": (2, 1, True),
+                   "thread_split4": (4, 0, True), "thread_split4_poly1": (4, 1, True)}
+THREAD_VARIANT_MIN_WARPS_PER_SM = 2
+IMPLS = ("auto", "thread", "thread_scan", "seq", "scan", *THREAD_VARIANTS)
 # (forward, backward) kernels per implementation choice; "auto" pairs the fastest of each (H100 timings,
 # benchmarks/README.md). "thread" (one lane per channel, N <= 16) falls back to "seq" for larger N.
 KERNEL_PAIRS = {"auto": ("thread", "scan"), "thread": ("thread", "thread"), "thread_scan": ("thread", "scan"),
-                "seq": ("seq", "seq"), "scan": ("scan", "scan")}
+                "seq": ("seq", "seq"), "scan": ("scan", "scan"), **{name: (name, "scan") for name in THREAD_VARIANTS}}
 # Steps per saved state of the thread forward: the scan backward is fastest at 16 (5.3 ms against 6.2 at 32, H100
 # run 7), while a forward alone is fastest at 64 (0.69 ms against 0.77 at 32 and 0.97 at 16).
 THREAD_CHUNK_TRAIN = 16
@@ -615,9 +632,52 @@ def _contig_last(t):
     return t if t is None or t.stride(-1) == 1 else t.contiguous()
 
 
+def _thread_variant_forward(impl, u, delta, A, B, C, D, z, delta_bias, delta_softplus, block_d=None, chunk=None,
+                            num_warps=None, tile=None, n_seg=None, training=True):
+    """Run a THREAD_VARIANTS forward: (out, states, chunk) as ``_forward``, or None where it does not apply (the
+    caller then runs the "thread" forward)."""
+    lanes, poly, fp32_bc = THREAD_VARIANTS[impl]
+    batch, dim, seqlen, dstate = u.shape[0], u.shape[1], u.shape[2], A.shape[1]
+    np2 = max(2, triton.next_power_of_2(dstate))
+    if dstate > MAX_THREAD_DSTATE or (n_seg or 1) > 1:
+        return None
+    lanes = min(lanes, np2)
+    poly = min(poly, np2 // lanes)
+    Bg, b_var, Cg, c_var, n_groups = _grouped_bc(B, C)
+    block_d, chunk, _, tile, _ = _pick_thread_config(batch, dim, seqlen, dim // n_groups, u.device,
+                                                     block_d or 32 // lanes, chunk, num_warps, tile, 1,
+                                                     training=training)
+    num_warps = num_warps or max(1, block_d * lanes // 32)
+    dblocks = triton.cdiv(dim, block_d)
+    if batch * dblocks * num_warps < THREAD_VARIANT_MIN_WARPS_PER_SM * _num_sms(u.device) and n_seg is None:
+        return None
+    n_chunks = triton.cdiv(seqlen, chunk)
+    out = torch.empty_like(u, memory_format=torch.contiguous_format)
+    states = torch.empty(batch, dim, n_chunks, np2, device=u.device, dtype=torch.float32)
+    zz = z if z is not None else u
+    if fp32_bc:
+        Bg, Cg = (Bg.float() if b_var else Bg), (Cg.float() if c_var else Cg)
+    Bt, Ct = _state_tiles(Bg, b_var, np2, tile), _state_tiles(Cg, c_var, np2, tile)
+    _thread_lanes_fwd_kernel[(batch, dblocks)](
+        u, delta, A, Bt, Ct, D if D is not None else A, zz, delta_bias if delta_bias is not None else A, out,
+        states, dim, seqlen, n_chunks, dim // n_groups, dstate,
+        *u.stride(), *delta.stride(), *zz.stride(), *out.stride(), *_tile_strides(Bt, b_var),
+        *_tile_strides(Ct, c_var), *A.stride(),
+        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
+        B_VAR=b_var, C_VAR=c_var, BLOCK_D=block_d, NP=np2, CHUNK=chunk, T=tile, S=lanes, POLY=poly,
+        VEC=16 // max(Bt.element_size() if b_var else 1, Ct.element_size() if c_var else 1), num_warps=num_warps)
+    return out, states, chunk
+
+
 def _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, impl="seq", block_d=None, chunk=None,
              num_warps=None, tile=None, n_seg=None, training=True):
     """Run the forward kernel; returns out, the chunk-end states (batch, dim, n_chunks, NP) fp32 and the chunk."""
+    if impl in THREAD_VARIANTS:
+        result = _thread_variant_forward(impl, u, delta, A, B, C, D, z, delta_bias, delta_softplus, block_d, chunk,
+                                         num_warps, tile, n_seg, training)
+        if result is not None:
+            return result
+        impl = "thread"
     batch, dim, seqlen, dstate = u.shape[0], u.shape[1], u.shape[2], A.shape[1]
     np2 = max(2, triton.next_power_of_2(dstate))
     Bg, b_var, Cg, c_var, n_groups = _grouped_bc(B, C)
@@ -737,7 +797,7 @@ class SelectiveScanTriton(torch.autograd.Function):
         impl, block_d, chunk, tile, n_seg = config
         fwd_impl, bwd_impl = KERNEL_PAIRS[impl]
         if A.shape[1] > MAX_THREAD_DSTATE:  # the thread kernels hold N states per lane
-            fwd_impl = "seq" if fwd_impl == "thread" else fwd_impl
+            fwd_impl = "seq" if fwd_impl.startswith("thread") else fwd_impl
             bwd_impl = "scan" if bwd_impl == "thread" else bwd_impl
         out, states, chunk = _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, fwd_impl, block_d, chunk,
                                       tile=tile, n_seg=n_seg, training=any(ctx.needs_input_grad[:8]))
@@ -767,7 +827,8 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     Args are those of :func:`mamba_core.ops.selective_scan_ref`. Private overrides: ``_impl`` picks the kernels:
     "thread" (one lane per channel, forward and backward, see ``selective_scan_triton_thread``), "thread_scan"
     (thread forward, scan backward), "seq" (step-by-step recurrence), "scan" (``tl.associative_scan`` over
-    chunks) or "auto" (= "thread_scan", the fastest pair measured; N > 16: "seq" forward, "scan" backward). The
+    chunks), "auto" (= "thread_scan", the fastest pair measured; N > 16: "seq" forward, "scan" backward) or one of
+    the opt-in thread-forward variants in ``THREAD_VARIANTS`` (lane split, software exponentials, fp32 B/C). The
     environment variable ``MAMBA_CORE_SCAN_IMPL`` replaces "auto", e.g. to fall back to "thread_scan".
     ``_block_d`` channels per program and ``_chunk`` steps per saved state (powers of two; the scan kernels need
     ``_chunk`` >= 16), e.g. so that tests cover several chunks with short sequences; ``_tile`` steps per unrolled

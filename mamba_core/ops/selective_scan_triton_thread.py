@@ -197,7 +197,7 @@ def _thread_fwd_kernel(
 
     seg_row = (pid_b * n_seg * dim + d) * NP  # + (s * dim) * NP + n
     h = ()
-    for n in tl.static_range(NP):
+    for _ in tl.static_range(NP):
         h = h + (tl.zeros([BLOCK_D], dtype=tl.float32),)
     if not LOCAL:
         s = 0
@@ -336,7 +336,7 @@ def _thread_bwd_tile(h_start, g, acc, t0, L, dmask, pid_b, grp, n_groups, dim,
     # Per state n (outer, unrolled), the adjoint walks the tile backwards: G_k = C_k dy_k + a_{k+1} G_{k+1}.
     gB = ()  # per step: sum_n G_k[n] B_k[n] and sum_n G_k[n] A[n] a_k[n] h_{k-1}[n]
     gAh = ()
-    for k in tl.static_range(T):
+    for _ in tl.static_range(T):
         gB = gB + (tl.zeros_like(dt_cols[0]),)
         gAh = gAh + (tl.zeros_like(dt_cols[0]),)
     gn = ()
@@ -449,7 +449,7 @@ def _thread_bwd_kernel(
     A2, Bfix, Cfix = _state_params(A_ptr, B_ptr, C_ptr, d, dmask, dstate, s_Ad, s_An, s_Bb, s_Bn, s_Cb, s_Cn,
                                    B_VAR, C_VAR, NP)
     zero_acc = ()
-    for n in tl.static_range(NP):
+    for _ in tl.static_range(NP):
         zero_acc = zero_acc + (tl.zeros([BLOCK_D], dtype=tl.float32),)
     bias, Dv = channel_bias_and_d(bias_ptr, D_ptr, d, dmask, HAS_BIAS, HAS_D)
     acc = (zero_acc, zero_acc, zero_acc, tl.zeros([BLOCK_D], dtype=tl.float32),
@@ -521,3 +521,218 @@ def _thread_bwd_kernel(
         tl.store(dD_ptr + pid_b * dim + d, dD_acc, mask=dmask)
     if HAS_BIAS:
         tl.store(dbias_ptr + pid_b * dim + d, dbias_acc, mask=dmask)
+
+
+# --------------------------------------------------------------------------------- forward variants (opt-in)
+# Two ways past the thread forward's limits at (8, 2048, 2048, 16), both selected by name in selective_scan_triton
+# (THREAD_VARIANTS) and off by default until timed on the GPU:
+# * lane split (S in 1, 2, 4): the NP states of a channel live on S lanes, NP/S = NJ per lane, state
+#   n = s*NJ + j on lane s (this order keeps A, B, C and the states in one layout, that of the B/C tile loads,
+#   with no lane shuffles). S times more warps, so no sequence segments (and no second pass) are needed to fill
+#   the GPU; y_t costs a log2(S)-shuffle sum over the S lanes.
+# * software exponentials (POLY of a lane's NJ states): 2^x on the FMA pipe (``_exp2_fma``) instead of MUFU.EX2,
+#   which has 16 lanes per SM against 128 for FFMA: FlashAttention-4's split of the exponentials between pipes.
+
+
+@triton.jit
+def _exp2_fma(x):
+    """2^x with FADD/FFMA and one integer shift-add, no MUFU: Cody-Waite split x = k + f (k = round(x), |f| <= 1/2,
+    by the round-to-nearest magic constant), 2^f by a degree-5 polynomial with p(0) = 1 exactly (minimax in
+    relative error on [-1/2, 1/2]: 9.1e-8 before fp32 rounding, 1.6 ulp with it; Lawson-weighted least squares on
+    Chebyshev nodes), then k added to the exponent bits.
+    For x < 128 (the exponentials of the scan are <= 1; x >= 128 would wrap, not give inf). Clamped below at
+    -127: 2^x is exactly 0 there and below 2^-126 (not accurate, but no garbage) under -126."""
+    x = tl.maximum(x, -127.0)
+    r = x + 12582912.0
+    f = x - (r - 12582912.0)
+    p = 0.001326472731307149 * f + 0.009671512991189957
+    p = p * f + 0.05550733581185341
+    p = p * f + 0.24022242426872253
+    p = p * f + 0.6931470036506653
+    p = p * f + 1.0
+    # the magic constant's own bits (0x4B400000) vanish in the shift: r's bits << 23 == k << 23 (mod 2^32)
+    bits = p.to(tl.int32, bitcast=True) + (r.to(tl.int32, bitcast=True) << 23)
+    return bits.to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _lane_halves(x):
+    """(R, S, W) -> its even and its odd steps (the last axis), by register renaming when W is inside one thread."""
+    return tl.split(tl.reshape(x, (x.shape[0], x.shape[1], x.shape[2] // 2, 2)))
+
+
+@triton.jit
+def _lane_columns(x, T: tl.constexpr):
+    """The T columns of a (R, S, T) tile as a tuple of (R, S) fp32 tensors (T in 1, 2, 4, 8); ``_columns`` with
+    the lane axis kept."""
+    if T == 1:
+        cols = (tl.reshape(x, (x.shape[0], x.shape[1])),)
+    elif T == 2:
+        c0, c1 = tl.split(x)
+        cols = (c0, c1)
+    elif T == 4:
+        e, o = _lane_halves(x)
+        c0, c2 = tl.split(e)
+        c1, c3 = tl.split(o)
+        cols = (c0, c1, c2, c3)
+    else:
+        tl.static_assert(T == 8, "the thread forward unrolls tiles of 1, 2, 4 or 8 steps")
+        e, o = _lane_halves(x)
+        ee, eo = _lane_halves(e)
+        oe, oo = _lane_halves(o)
+        c0, c4 = tl.split(ee)
+        c2, c6 = tl.split(eo)
+        c1, c5 = tl.split(oe)
+        c3, c7 = tl.split(oo)
+        cols = (c0, c1, c2, c3, c4, c5, c6, c7)
+    out = ()
+    for k in tl.static_range(T):
+        out = out + (cols[k].to(tl.float32),)
+    return out
+
+
+@triton.jit
+def _lanes_state_params(A_ptr, B_ptr, C_ptr, d, dmask, lane, dstate, s_Ad, s_An, s_Bb, s_Bn, s_Cb, s_Cn,
+                        B_VAR: tl.constexpr, C_VAR: tl.constexpr, NJ: tl.constexpr, S: tl.constexpr):
+    """``_state_params`` on (BLOCK_D, S) tensors: entry j holds states lane*NJ + j (zeros for n >= dstate)."""
+    A2 = ()
+    Bfix = ()
+    Cfix = ()
+    for j in tl.static_range(NJ):
+        n = lane[None, :] * NJ + j
+        nm = dmask[:, None] & (n < dstate)
+        A2 = A2 + (tl.load(A_ptr + d[:, None] * s_Ad + n * s_An, mask=nm, other=0.0) * 1.4426950408889634,)
+        if not B_VAR:
+            Bfix = Bfix + (tl.load(B_ptr + d[:, None] * s_Bb + n * s_Bn, mask=nm, other=0.0).to(tl.float32),)
+        if not C_VAR:
+            Cfix = Cfix + (tl.load(C_ptr + d[:, None] * s_Cb + n * s_Cn, mask=nm, other=0.0).to(tl.float32),)
+    return A2, Bfix, Cfix
+
+
+@triton.jit
+def _lanes_state_tiles(tile_ptr, zero_rows, lane, NJ: tl.constexpr, S: tl.constexpr, T: tl.constexpr,
+                       TM: tl.constexpr, VEC: tl.constexpr):
+    """T steps of B or C as NJ tuples of T (BLOCK_D, S) columns: lane s of entry j holds row s*NJ + j. Loaded in
+    pieces of VEC steps (16 bytes): a wider tile would be split over lanes by the compiler, then shuffled back."""
+    PIECE: tl.constexpr = VEC if VEC < T else T
+    tp = tl.arange(0, PIECE)
+    tiles = ()
+    for j in tl.static_range(NJ):
+        rows = tile_ptr + zero_rows + (lane * NJ + j)[None, :, None] * TM
+        cols = ()
+        for p in tl.static_range(T // PIECE):
+            cols = cols + _lane_columns(tl.load(rows + p * PIECE + tp[None, None, :]), PIECE)
+        tiles = tiles + (cols,)
+    return tiles
+
+
+@triton.jit
+def _lanes_tile(h, A2, Bfix, Cfix, Dv, bias, t0, L, dmask, lane, u_row, dt_row, z_row, o_row, B_tiles, C_tiles,
+                s_ul, s_dl, s_zl, s_ol,
+                HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+                B_VAR: tl.constexpr, C_VAR: tl.constexpr, MASK_T: tl.constexpr,
+                NJ: tl.constexpr, S: tl.constexpr, POLY: tl.constexpr, T: tl.constexpr, TM: tl.constexpr,
+                VEC: tl.constexpr):
+    """``_thread_tile`` (without the LOCAL pass) on a state tuple of NJ (BLOCK_D, S) tensors; the first POLY
+    entries take ``_exp2_fma``."""
+    tt, t, m2, u, _, dt = _tile_inputs(t0, L, dmask, u_row, dt_row, s_ul, s_dl, bias, HAS_BIAS, SOFTPLUS, MASK_T, T)
+    dtu = dt * u
+    zero_rows = tl.zeros_like(dmask.to(tl.int32))[:, None, None]
+    tile_offs = (t0 // TM) * (NJ * S * TM)
+    if T != TM:
+        tile_offs += t0 % TM
+    if B_VAR:
+        Bt = _lanes_state_tiles(B_tiles + tile_offs, zero_rows, lane, NJ, S, T, TM, VEC)
+    if C_VAR:
+        Ct = _lanes_state_tiles(C_tiles + tile_offs, zero_rows, lane, NJ, S, T, TM, VEC)
+    dt_cols = _columns(dt, T)
+    dtu_cols = _columns(dtu, T)
+    y = tl.zeros_like(u)
+    for k in tl.static_range(T):
+        sel = (tt == k)[None, :]
+        dt_k = dt_cols[k][:, None]
+        dtu_k = dtu_cols[k][:, None]
+        y_lanes = tl.zeros_like(A2[0])
+        hn = ()
+        for j in tl.static_range(NJ):
+            if B_VAR:
+                b_kj = Bt[j][k]
+            else:
+                b_kj = Bfix[j]
+            if j < POLY:
+                a = _exp2_fma(dt_k * A2[j])
+            else:
+                a = tl.exp2(dt_k * A2[j])
+            h_j = a * h[j] + dtu_k * b_kj
+            hn = hn + (h_j,)
+            if C_VAR:
+                y_lanes += h_j * Ct[j][k]
+            else:
+                y_lanes += h_j * Cfix[j]
+        h = hn
+        y = tl.where(sel, tl.sum(y_lanes, axis=1)[:, None], y)
+    if HAS_D:
+        y += Dv[:, None] * u
+    if HAS_Z:
+        zz = tl.load(z_row[:, None] + t[None, :] * s_zl, mask=m2, other=0.0).to(tl.float32)
+        y = y * zz * tl.sigmoid(zz)
+    tl.store(o_row[:, None] + t[None, :] * s_ol, y, mask=m2)
+    return h
+
+
+@triton.jit
+def _thread_lanes_fwd_kernel(
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, states_ptr,
+    dim, L, n_chunks, group_size, dstate,
+    s_ub, s_ud, s_ul, s_db, s_dd, s_dl, s_zb, s_zd, s_zl, s_ob, s_od, s_ol,
+    s_Bb, s_Bg, s_Bn, s_Bl, s_Cb, s_Cg, s_Cn, s_Cl, s_Ad, s_An,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    B_VAR: tl.constexpr, C_VAR: tl.constexpr,
+    BLOCK_D: tl.constexpr, NP: tl.constexpr, CHUNK: tl.constexpr, T: tl.constexpr,
+    S: tl.constexpr, POLY: tl.constexpr, VEC: tl.constexpr,
+):
+    """The thread forward with each channel's states on S lanes and POLY software exponentials per lane and step
+    (one program per (batch, BLOCK_D channels), the whole sequence; no segments); VEC: B/C tile steps per 16
+    bytes. Same outputs as ``_thread_fwd_kernel``: y and the fp32 state at every chunk end, (batch, dim, n_chunks,
+    NP)."""
+    NJ: tl.constexpr = NP // S
+    pid_b = tl.program_id(0)
+    pid_d = tl.program_id(1)
+    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    lane = tl.arange(0, S)
+    dmask = d < dim
+    grp = (pid_d * BLOCK_D) // group_size
+
+    A2, Bfix, Cfix = _lanes_state_params(A_ptr, B_ptr, C_ptr, d, dmask, lane, dstate, s_Ad, s_An, s_Bb, s_Bn,
+                                         s_Cb, s_Cn, B_VAR, C_VAR, NJ, S)
+    bias, Dv = channel_bias_and_d(bias_ptr, D_ptr, d, dmask, HAS_BIAS, HAS_D)
+    h = ()
+    for _ in tl.static_range(NJ):
+        h = h + (tl.zeros([BLOCK_D, S], dtype=tl.float32),)
+
+    u_row = u_ptr + pid_b * s_ub + d * s_ud
+    dt_row = delta_ptr + pid_b * s_db + d * s_dd
+    z_row = z_ptr + pid_b * s_zb + d * s_zd
+    o_row = out_ptr + pid_b * s_ob + d * s_od
+    B_tiles = B_ptr + pid_b * s_Bb + grp * s_Bg  # var B/C: (batch, G, L/T, NP, T) tiles, zero-padded
+    C_tiles = C_ptr + pid_b * s_Cb + grp * s_Cg
+    c = 0
+    while c < n_chunks:
+        n_full = (tl.minimum((c + 1) * CHUNK, L) - c * CHUNK) // T
+        j = 0
+        while j < n_full:
+            h = _lanes_tile(h, A2, Bfix, Cfix, Dv, bias, c * CHUNK + j * T, L, dmask, lane, u_row, dt_row, z_row,
+                            o_row, B_tiles, C_tiles, s_ul, s_dl, s_zl, s_ol, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS,
+                            B_VAR, C_VAR, False, NJ, S, POLY, T, T, VEC)
+            j += 1
+        t0 = c * CHUNK + n_full * T
+        t_end = tl.minimum((c + 1) * CHUNK, L)
+        while t0 < t_end:
+            h = _lanes_tile(h, A2, Bfix, Cfix, Dv, bias, t0, L, dmask, lane, u_row, dt_row, z_row, o_row, B_tiles,
+                            C_tiles, s_ul, s_dl, s_zl, s_ol, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR, C_VAR, True,
+                            NJ, S, POLY, 1, T, VEC)
+            t0 += 1
+        st_row = ((pid_b * dim + d) * n_chunks + c) * NP
+        for jj in tl.static_range(NJ):
+            tl.store(states_ptr + st_row[:, None] + lane[None, :] * NJ + jj, h[jj], mask=dmask[:, None])
+        c += 1

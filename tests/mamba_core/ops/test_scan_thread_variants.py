@@ -1,0 +1,171 @@
+"""The opt-in thread-forward variants (lane split, software exponentials, fp32 B/C tiles) against the loop reference.
+
+``selective_scan_triton(..., _impl=name)`` for every name in ``THREAD_VARIANTS`` (each pairs the variant forward with
+the scan backward), on the cases the default thread forward handles: N < 16 (state padding), lengths that are not a
+multiple of the tile, fixed / grouped B and C, fp32 and half inputs; and the dispatcher's fallbacks. Under the Triton
+interpreter on CPU (conftest), so sizes are tiny. ``_exp2_fma`` is checked on its own against exp2 in float64.
+"""
+
+import pytest
+import torch
+import triton
+import triton.language as tl
+
+import mamba_core.ops.selective_scan_triton as sst
+from mamba_core.ops.selective_scan_ref import selective_scan_ref
+from mamba_core.ops.selective_scan_triton import THREAD_VARIANTS, selective_scan_triton
+from mamba_core.ops.selective_scan_triton_thread import _exp2_fma
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+ARG_NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
+
+
+def make_inputs(batch, dim, seqlen, dstate, b_form, c_form, dtype=torch.float32, groups=1, seed=0):
+    """Random inputs in mamba's ranges with D, z and delta_bias; b_form/c_form: 'fixed', 'var' or 'group'."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def rnd(*shape, scale=1.0, dt=torch.float32):
+        return (torch.randn(*shape, generator=gen) * scale).to(DEVICE, dt).requires_grad_()
+
+    def bc(form):
+        if form == "fixed":
+            return rnd(dim, dstate)
+        if form == "var":
+            return rnd(batch, dstate, seqlen, dt=dtype)
+        return rnd(batch, groups, dstate, seqlen, dt=dtype)
+
+    return {
+        "u": rnd(batch, dim, seqlen, dt=dtype),
+        "delta": (0.5 * torch.rand(batch, dim, seqlen, generator=gen)).to(DEVICE, dtype).requires_grad_(),
+        "A": (-0.5 * torch.rand(dim, dstate, generator=gen) - 0.1).to(DEVICE).requires_grad_(),
+        "B": bc(b_form),
+        "C": bc(c_form),
+        "D": rnd(dim),
+        "z": rnd(batch, dim, seqlen, dt=dtype),
+        "delta_bias": rnd(dim, scale=0.3),
+    }
+
+
+class LaunchSpy:
+    """Stands in for a Triton kernel object in ``selective_scan_triton``'s namespace and counts its launches."""
+
+    def __init__(self, kernel):
+        self.kernel, self.launches = kernel, []
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs):
+            self.launches.append(kwargs)
+            return self.kernel[grid](*args, **kwargs)
+        return launch
+
+
+@pytest.fixture
+def lanes_spy(monkeypatch):
+    spy = LaunchSpy(sst._thread_lanes_fwd_kernel)
+    monkeypatch.setattr(sst, "_thread_lanes_fwd_kernel", spy)
+    return spy
+
+
+def assert_close_scaled(actual, expected, tol, what):
+    assert actual.dtype == expected.dtype and actual.shape == expected.shape, what
+    err = (actual.float() - expected.float()).abs().max().item()
+    scale = max(expected.float().abs().max().item(), 1e-3)
+    assert err <= tol * scale, f"{what}: max error {err:.3e} vs scale {scale:.3e}"
+
+
+def check_against_reference(inputs, tol, grad_tol, **kernel_kwargs):
+    leaves = [k for k in ARG_NAMES if inputs[k] is not None]
+    results = []
+    for fn, kw in ((selective_scan_triton, kernel_kwargs), (selective_scan_ref, {})):
+        out, last = fn(*[inputs[k] for k in ARG_NAMES], delta_softplus=True, return_last_state=True, **kw)
+        grad_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(1)).to(out)
+        grads = torch.autograd.grad((out.float() * grad_out.float()).sum(), [inputs[k] for k in leaves])
+        results.append((out, last, grads))
+    (out, last, grads), (out_r, last_r, grads_r) = results
+    assert_close_scaled(out, out_r, tol, "out")
+    assert_close_scaled(last, last_r, tol, "last_state")
+    for name, g, g_r in zip(leaves, grads, grads_r, strict=True):
+        assert g.dtype == inputs[name].dtype, name
+        assert_close_scaled(g, g_r, grad_tol, f"grad {name}")
+
+
+@triton.jit
+def _exp2_fma_kernel(x_ptr, out_ptr, n, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    tl.store(out_ptr + offs, _exp2_fma(tl.load(x_ptr + offs, mask=offs < n, other=0.0)), mask=offs < n)
+
+
+def test_exp2_fma_accuracy():
+    # Dense grid over [-126, 0] plus every integer and half-integer (the rounding boundaries of the split), then
+    # below the clamp. Relative error <= 2 ulp of fp32 on [-125, 0] (MUFU.EX2 is documented at 2 ulp), 0 from -127.
+    grid = torch.linspace(-126.0, 0.0, 1 << 18)
+    steps = torch.arange(-252, 1) * 0.5
+    x = torch.cat([grid, steps, steps + 2e-6, steps - 2e-6, -torch.rand(4096) * 1e-3]).clamp(max=0.0)
+    below = torch.tensor([-127.0, -130.0, -1000.0, -1e30])
+    xs = torch.cat([x, below]).to(DEVICE, torch.float32)
+    out = torch.empty_like(xs)
+    _exp2_fma_kernel[(triton.cdiv(xs.numel(), 4096),)](xs, out, xs.numel(), BLOCK=4096)
+    out = out.cpu().double()
+    exact = torch.exp2(xs.cpu().double())
+    ok = xs.cpu() >= -125.0
+    rel = ((out[ok] - exact[ok]).abs() / exact[ok]).max().item()
+    assert rel <= 2 * 2.0**-23, f"max relative error {rel:.3e}"
+    tiny = (xs.cpu() < -125.0) & (xs.cpu() > -127.0)
+    assert (out[tiny] >= 0).all() and (out[tiny] < 2.0**-124).all()
+    assert (out[-len(below):] == 0).all()
+
+
+VARIANT_CASES = [
+    # impl, dstate, seqlen, b_form, c_form, groups, tile
+    ("thread_split2", 16, 45, "var", "var", 1, 8),
+    ("thread_split4", 5, 37, "group", "group", 2, 4),
+    ("thread_split4_poly1", 16, 21, "fixed", "var", 1, 8),
+    ("thread_split2_poly1", 3, 40, "var", "fixed", 1, 2),
+    ("thread_poly4", 16, 29, "group", "group", 2, 8),
+    ("thread_poly1", 8, 19, "fixed", "fixed", 1, 4),
+    ("thread_lanes1", 4, 33, "var", "var", 1, 8),
+    ("thread_lanes1_bf16bc", 16, 27, "var", "group", 1, 8),
+]
+
+
+@pytest.mark.parametrize("impl, dstate, seqlen, b_form, c_form, groups, tile", VARIANT_CASES)
+def test_variant_matches_reference_fp32(impl, dstate, seqlen, b_form, c_form, groups, tile, lanes_spy):
+    if {b_form, c_form} == {"var", "group"}:
+        b_form = c_form = "group"  # B and C must have the same number of groups
+    inputs = make_inputs(2, 4, seqlen, dstate, b_form, c_form, groups=groups, seed=len(impl))
+    check_against_reference(inputs, 1e-5, 1e-5, _impl=impl, _chunk=16, _block_d=2, _tile=tile, _n_seg=1)
+    assert len(lanes_spy.launches) == 1
+    lanes, poly, _ = THREAD_VARIANTS[impl]
+    np2 = triton.next_power_of_2(dstate)
+    assert lanes_spy.launches[0]["S"] == min(lanes, np2)
+    assert lanes_spy.launches[0]["POLY"] == min(poly, np2 // min(lanes, np2))
+
+
+@pytest.mark.parametrize("impl, dtype", [("thread_split2_poly1", torch.bfloat16), ("thread_split4", torch.float16)])
+def test_variant_half_precision(impl, dtype, lanes_spy):
+    inputs = make_inputs(1, 4, 37, 16, "var", "var", dtype=dtype, seed=4)
+    check_against_reference(inputs, 2e-2, 3e-2, _impl=impl, _chunk=16, _n_seg=1)
+    assert len(lanes_spy.launches) == 1
+
+
+def test_inference_forward_and_env_override(monkeypatch, lanes_spy):
+    # No autograd: the inference chunk (THREAD_CHUNK_INFERENCE); chosen through MAMBA_CORE_SCAN_IMPL.
+    monkeypatch.setenv("MAMBA_CORE_SCAN_IMPL", "thread_split4_poly1")
+    inputs = make_inputs(1, 8, 70, 16, "var", "var", seed=5)
+    args = [None if inputs[k] is None else inputs[k].detach() for k in ARG_NAMES]
+    with torch.no_grad():
+        out, last = selective_scan_triton(*args, delta_softplus=True, return_last_state=True, _n_seg=1)
+    out_r, last_r = selective_scan_ref(*args, delta_softplus=True, return_last_state=True)
+    assert_close_scaled(out, out_r, 1e-5, "out")
+    assert_close_scaled(last, last_r, 1e-5, "last_state")
+    assert [launch["CHUNK"] for launch in lanes_spy.launches] == [sst.THREAD_CHUNK_INFERENCE]
+
+
+def test_fallbacks_to_thread_forward(lanes_spy):
+    # Segments asked for, too few warps for the GPU (here: 1 SM, 1 program) or N > 16: the default kernels run.
+    inputs = make_inputs(1, 3, 30, 4, "var", "var", seed=6)
+    check_against_reference(inputs, 1e-5, 1e-5, _impl="thread_split2", _chunk=16, _block_d=2, _n_seg=2)
+    check_against_reference(inputs, 1e-5, 1e-5, _impl="thread_split2", _chunk=16)
+    wide = make_inputs(1, 2, 20, 20, "var", "fixed", seed=7)
+    check_against_reference(wide, 1e-5, 1e-5, _impl="thread_poly4", _chunk=16)
+    assert lanes_spy.launches == []
