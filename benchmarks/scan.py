@@ -11,12 +11,20 @@
 --segments  the thread forward at the thin shapes for several sequence-segment counts (default marked).
 --bench   the table: bf16, z, softplus, delta_bias, D, input-dependent B/C (batch, N, L).
 --decode  selective_state_update per step for batch 1..64, and time per token along a 4096-token decode.
+--variants  every opt-in thread-forward variant (sst.THREAD_VARIANTS: lanes per channel, software exponentials,
+          fp32 B/C tiles) against the default at (8, 2048, 2048, 16) bf16: forward-only and fwd+bwd ms, x floor.
+--sass    no GPU needed: compiles the thread forwards for sm_90 offline and counts, per 8-step tile of the hot
+          loop, MUFU.EX2 / FFMA / FMUL / FADD / shuffles / all instructions per channel and step, with registers
+          and spills (cuobjdump from Triton's NVIDIA backend).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import os
+import re
+import subprocess
 import time
 import traceback
 
@@ -96,7 +104,7 @@ def check(args, cases=None):
           "| grad rel. err vs fp64: kernel / fp32 ref | ok |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for dtype, batch, dim, seqlen, dstate, bc, groups, has_d, has_z, has_bias, softplus, config in cases:
-        kw = {} if config is None else dict(zip(("_block_d", "_chunk", "_tile", "_n_seg"), config))
+        kw = {} if config is None else dict(zip(("_block_d", "_chunk", "_tile", "_n_seg"), config, strict=False))
         inp = make_inputs(batch, dim, seqlen, dstate, dtype, bc, groups, has_d, has_z, has_bias)
         leaves = [k for k in ARGS if inp[k] is not None]
         out, last = call(selective_scan_triton, inp, softplus, return_last_state=True, **kw)
@@ -266,7 +274,7 @@ def segments(args):
         default = sst._pick_thread_config(batch, dim, seqlen, dim, torch.device(DEV))[4]
         cells = []
         for n_seg in sorted(set(counts) | {default}):
-            ms = bench_ms(lambda n_seg=n_seg: sst._forward(*xs, True, "thread", n_seg=n_seg), rep=20)
+            ms = bench_ms(lambda n_seg=n_seg, xs=xs: sst._forward(*xs, True, "thread", n_seg=n_seg), rep=20)
             cells.append(f"{n_seg}{'*' if n_seg == default else ''}: {ms:.3f}")
         print(f"({batch}, {seqlen}, {dim}, {dstate}): " + ", ".join(cells), flush=True)
         del inp, xs
@@ -384,17 +392,124 @@ def quick(args):
     return failures
 
 
+def variants(args):
+    """Forward-only and fwd+bwd time of the default and of every THREAD_VARIANTS forward (each with the scan
+    backward) at (8, 2048, 2048, 16) bf16, var B/C, D, z, bias, softplus; against the exponential floor."""
+    batch, seqlen, dim, dstate = (1, 40, 8, 16) if SMOKE else (8, 2048, 2048, 16)
+    exp_rate = measure_exp2_rate()
+    floor = batch * seqlen * dim * dstate / exp_rate * 1e3
+    inp = make_inputs(batch, dim, seqlen, dstate, torch.bfloat16)
+    print(f"thread-forward variants at ({batch}, {seqlen}, {dim}, {dstate}) bf16; exp floor {floor:.3f} ms "
+          f"({exp_rate / 1e12:.2f} T exp2/s); fwd = no-grad forward, fwd+bwd with the scan backward")
+    print("| impl | lanes S | poly/lane | fp32 B/C | fwd ms | fwd x floor | fwd+bwd ms | out: max abs diff vs default "
+          "| last state: max rel. err vs default |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    with torch.no_grad():
+        ref, ref_last = call(selective_scan_triton, inp, _impl="thread_scan", return_last_state=True)
+        ref, scale = ref.float(), ref_last.abs().max().item()
+    # (name, _impl, extra kwargs): the default (segments picked from the SM count), the same kernel unsplit, then
+    # every variant (forced to run with _n_seg=1: by default a variant falls back on inputs too thin for the GPU)
+    rows = [("thread_scan (default)", "thread_scan", {}), ("thread_scan _n_seg=1", "thread_scan", {"_n_seg": 1})]
+    rows += [(impl, impl, {"_n_seg": 1}) for impl in sst.THREAD_VARIANTS]
+    for name, impl, kw in rows:
+        lanes, poly, f32 = sst.THREAD_VARIANTS.get(impl, (1, 0, False))
+        try:
+            with torch.no_grad():
+                out, last = call(selective_scan_triton, inp, _impl=impl, return_last_state=True, **kw)
+                err = (out.float() - ref).abs().max().item()
+                err_last = (last - ref_last).abs().max().item() / scale
+                fwd = bench_ms(lambda impl=impl, kw=kw: call(selective_scan_triton, inp, _impl=impl, **kw), rep=50)
+            fb = bench_ms(fwd_bwd_fn(inp, lambda *a, impl=impl, kw=kw, **k: selective_scan_triton(*a, _impl=impl,
+                                                                                                   **kw, **k)), rep=30)
+        except Exception as exc:  # e.g. out of resources: report and go on with the others
+            print(f"| {name} | {lanes} | {poly} | {f32} | failed: {str(exc)[:100]} ||||")
+            continue
+        print(f"| {name} | {lanes} | {poly} | {'y' if f32 else 'n'} | {fwd:.3f} | {fwd / floor:.2f} | {fb:.3f} | "
+              f"{err:.1e} | {err_last:.1e} |", flush=True)
+
+
+def _hot_loop_counts(sass_text):
+    """Opcode counts of the hot loop in cuobjdump -sass text: of the innermost loops (a backward branch with no other
+    inside its range), the one with the most MUFU.EX2 (the unrolled tile; the other is the one-step tail)."""
+    ins = [(int(a, 16), t) for a, t in re.findall(r"/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;", sass_text)]
+    spans = []
+    for addr, text in ins:
+        jump = re.search(r"BRA\s.*?0x([0-9a-f]+)", text)
+        if jump and int(jump.group(1), 16) < addr:
+            spans.append((int(jump.group(1), 16), addr))
+    inner = [(lo, hi) for lo, hi in spans if not any(lo <= a and b <= hi and (a, b) != (lo, hi) for a, b in spans)]
+    best = collections.Counter()
+    for lo, hi in inner:
+        ops = collections.Counter(re.sub(r"^@!?U?P\w+\s+", "", t).split()[0] for a, t in ins if lo <= a <= hi)
+        if ops["MUFU.EX2"] > best["MUFU.EX2"]:
+            best = ops
+    return best
+
+
+def sass(args):
+    """Offline sm_90 compile of the thread forwards (no GPU): registers, spills, hot-loop instruction mix."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from mamba_core.ops import selective_scan_triton_thread as stt
+
+    tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+    flags = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, B_VAR=True, C_VAR=True, NP=16, CHUNK=16,
+                 T=8)
+    kernels = [("thread (default)", stt._thread_fwd_kernel, dict(LOCAL=False, BLOCK_D=32), 1, False)]
+    for impl, (lanes, poly, f32) in sst.THREAD_VARIANTS.items():
+        kernels.append((impl, stt._thread_lanes_fwd_kernel, dict(BLOCK_D=32 // lanes, S=lanes, POLY=poly,
+                                                                 VEC=4 if f32 else 8), lanes, f32))
+    keys = ("MUFU.EX2", "MUFU.RCP", "FFMA", "FMUL", "FADD", "FMNMX", "SHF.L.U32", "PRMT")
+    print("sm_90, bf16 u/delta/z, var B/C, D, z, bias, softplus, N=16, CHUNK=16, T=8, 1 warp. Per channel and step"
+          " in the hot 8-step tile loop (thread count x S / 8):")
+    print("| kernel | regs | spill (stack/local B) | " + " | ".join(keys) + " | SHFL | all instr. |")
+    print("|---|---|---|" + "---|" * (len(keys) + 2))
+    with __import__("tempfile").TemporaryDirectory() as tmp:
+        for name, kernel, extra, lanes, f32 in kernels:
+            sig, consts, attrs = {}, {}, {}
+            for i, arg in enumerate(kernel.arg_names):
+                if arg in flags or arg in extra:
+                    sig[arg], consts[arg] = "constexpr", extra.get(arg, flags.get(arg))
+                elif arg in ("s_ul", "s_dl", "s_zl", "s_ol", "s_An"):
+                    sig[arg], consts[arg] = "constexpr", 1
+                elif arg.endswith("_ptr"):
+                    base = arg.split("_")[0]
+                    half = base in ("u", "delta", "z", "out") or (base in ("B", "C") and not f32)
+                    sig[arg] = "*bf16" if half else "*fp32"
+                    attrs[(i,)] = [["tt.divisibility", 16]]
+                else:
+                    sig[arg] = "i32"
+                    if arg not in ("dstate", "n_seg", "chunks_per_seg", "n_chunks"):
+                        attrs[(i,)] = [["tt.divisibility", 16]]
+            compiled = triton.compile(ASTSource(fn=kernel, signature=sig, constexprs=consts, attrs=attrs),
+                                      target=GPUTarget("cuda", 90, 32), options=dict(num_warps=1))
+            path = os.path.join(tmp, "k.cubin")
+            with open(path, "wb") as f:
+                f.write(compiled.asm["cubin"])
+            res = subprocess.run([tool, "-res-usage", path], capture_output=True, text=True).stdout
+            regs, stack, local = (re.search(rf"{k}:(\d+)", res).group(1) for k in ("REG", "STACK", "LOCAL"))
+            ops = _hot_loop_counts(subprocess.run([tool, "-sass", path], capture_output=True, text=True).stdout)
+            per = lanes / 8
+            shfl = sum(v for k, v in ops.items() if k.startswith("SHFL"))
+            print(f"| {name} | {regs} | {stack}/{local} | " + " | ".join(f"{ops.get(k, 0) * per:.1f}" for k in keys)
+                  + f" | {shfl * per:.1f} | {sum(ops.values()) * per:.1f} |", flush=True)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for flag in ("check", "tune", "segments", "bench", "decode", "quick"):
+    for flag in ("check", "tune", "segments", "bench", "decode", "quick", "variants", "sass"):
         p.add_argument(f"--{flag}", action="store_true")
     args = p.parse_args()
+    if args.sass and not any(getattr(args, f) for f in ("check", "tune", "segments", "bench", "decode", "quick",
+                                                        "variants")):
+        raise SystemExit(sass(args))
     if not torch.cuda.is_available() and not SMOKE:
         raise SystemExit("benchmarks/scan.py needs a CUDA GPU (or TRITON_INTERPRET=1 for a toy-size smoke run)")
     print(DEV if SMOKE else torch.cuda.get_device_name(), "torch", torch.__version__, "triton", triton.__version__)
     failures = 0
     for flag, fn in (("quick", quick), ("check", check), ("tune", tune), ("segments", segments), ("bench", bench),
-                     ("decode", decode)):
+                     ("decode", decode), ("variants", variants), ("sass", sass)):
         if getattr(args, flag):
             t0 = time.time()
             try:
