@@ -62,9 +62,9 @@ for section in "$@"; do
       ckpt=$(ls -t runs/synthetic/induction_heads_s6/lightning_logs/version_*/checkpoints/last.ckpt | head -1)
       run 60 synthetic.log python3 -m apps.synthetic.cli eval-induction --ckpt "$ckpt" --max-log2-len 20 \
         --num-samples 32 --out-dir "$OUT/induction" --no-progress ;;
-    induction-long|selective-copying)  # issue #7, <= 7 min each; tables/PNG into $OUT (benchmarks/synthetic_gpu.sh)
+    induction-long|selective-copying)  # issue #7, <= 9 min each; tables/PNG into $OUT (benchmarks/synthetic_gpu.sh)
       bash benchmarks/synthetic_gpu.sh "$section" "$OUT" ;;
-    synthetic-pair)  # both of the above at once: induction-long on GPU 0, selective-copying on GPU 1 (<= 7 min)
+    synthetic-pair)  # both of the above at once: induction-long on GPU 0, selective-copying on GPU 1 (<= 9 min)
       bash benchmarks/synthetic_gpu.sh pair "$OUT" ;;
     audio-throughput)
       run 90 audio.log python3 benchmarks/audio_throughput.py --device cuda --gen-steps 512 ;;

@@ -4,16 +4,18 @@
 # tasks can run side by side without racing on the install):
 #   bash benchmarks/synthetic_gpu.sh induction-long|selective-copying|pair OUT_DIR
 #
-# induction-long (fit + ~1.5 min): fit configs/synthetic/induction_heads_s6.yaml for IH_FIT_S seconds (default 270)
-#   at L=256, then eval-induction at 2^6 .. 2^20 in fp32 (64 sequences per length). Results (NAME = IH_NAME, default
+# induction-long (fit + ~1.5 min): fit configs/synthetic/induction_heads_s6_state_passing.yaml for IH_FIT_S seconds
+#   (default 330) at L=256, then eval-induction at 2^6 .. 2^20 in fp32 (64 sequences per length). Results (NAME = IH_NAME, default
 #   induction_long): OUT/NAME_length.{md,csv,png}, the learning curve OUT/NAME_curve.{md,png}, OUT/NAME_metrics.csv,
 #   OUT/NAME.log and the checkpoint OUT/NAME_last.ckpt. IH_CONFIG picks another config and IH_ARGS adds fit options,
 #   so variants can run side by side under different names.
 # selective-copying (fit + ~1 min): fit configs/synthetic/selective_copying_s6.yaml (context 4096, 16 tokens, a
-#   curriculum from 256) for SC_FIT_S seconds (default 480), then validate the last checkpoint on 32 fresh batches
+#   curriculum from 256) for SC_FIT_S seconds (default 450), then validate the last checkpoint on 32 fresh batches
 #   (2048 sequences) in fp32. Results: OUT/selective_copying_curve.{md,png}, OUT/selective_copying_metrics.csv,
 #   OUT/selective_copying.log, OUT/selective_copying_last.ckpt.
 # pair: both at once, induction-long on GPU 0 and selective-copying on GPU 1 (needs 2 GPUs; separate run folders).
+# Never run two trainings on one GPU: these small models are launch-bound and time-slicing starved them (2.5 steps/s
+# instead of 65 in one such run).
 # CPU smoke test of this script (tiny settings): SYNTH_ACCELERATOR=cpu SYNTH_MAX_LOG2=8 SYNTH_FIT_ARGS="--trainer.max_steps
 # 4 --data.seq_len 32 --data.batch_size 4 --data.batches_per_epoch 2 --data.num_workers 0" bash ... induction-long /tmp/o
 set -u
@@ -21,10 +23,10 @@ accel=${SYNTH_ACCELERATOR:-gpu}
 max_log2=${SYNTH_MAX_LOG2:-20}
 read -r -a fit_args <<< "${SYNTH_FIT_ARGS:-}"
 read -r -a ih_args <<< "${IH_ARGS:-}"
-ih_fit_s=${IH_FIT_S:-270}
-sc_fit_s=${SC_FIT_S:-480}
+ih_fit_s=${IH_FIT_S:-330}
+sc_fit_s=${SC_FIT_S:-450}
 ih_name=${IH_NAME:-induction_long}
-ih_config=${IH_CONFIG:-configs/synthetic/induction_heads_s6.yaml}
+ih_config=${IH_CONFIG:-configs/synthetic/induction_heads_s6_state_passing.yaml}
 as_max_time() { printf '00:%02d:%02d:%02d' $(($1 / 3600)) $(($1 % 3600 / 60)) $(($1 % 60)); }
 task=${1:?usage: synthetic_gpu.sh induction-long|selective-copying|pair OUT_DIR}
 out=${2:?usage: synthetic_gpu.sh induction-long|selective-copying|pair OUT_DIR}
@@ -54,7 +56,7 @@ case $task in
     nvidia-smi -L 2>&1 | tee -a "$out/$log"
     dir=runs/synthetic/$ih_name
     fit $((ih_fit_s + 30)) "$log" "$dir" "$ih_config" "$(as_max_time "$ih_fit_s")" "${ih_args[@]}"
-    curve "$log" "$dir" "$ih_name" "Induction heads, L=256, $ih_fit_s s fit ${IH_ARGS:-}"
+    curve "$log" "$dir" "$ih_name" "Induction heads ($ih_name), L=256, $ih_fit_s s fit"
     ckpt=$dir/lightning_logs/version_0/checkpoints/last.ckpt
     cp "$ckpt" "$out/${ih_name}_last.ckpt"
     step 90 "$log" python3 -m apps.synthetic.cli eval-induction --ckpt "$ckpt" --min-log2-len 6 \
