@@ -511,9 +511,11 @@ THREAD_VARIANTS = {"thread_lanes1_bf16bc": (1, 0, False), "thread_lanes1": (1, 0
                    "thread_split4": (4, 0, True), "thread_split4_poly1": (4, 1, True)}
 THREAD_VARIANT_MIN_WARPS_PER_SM = 2
 IMPLS = ("auto", "thread", "thread_scan", "seq", "scan", *THREAD_VARIANTS)
-# (forward, backward) kernels per implementation choice; "auto" pairs the fastest of each (H100 timings,
-# benchmarks/README.md). "thread" (one lane per channel, N <= 16) falls back to "seq" for larger N.
-KERNEL_PAIRS = {"auto": ("thread", "scan"), "thread": ("thread", "thread"), "thread_scan": ("thread", "scan"),
+# (forward, backward) kernels per implementation choice; "auto" pairs the fastest of each (benchmarks/README.md:
+# H100 run 7 for the backward; H200 2026-11-26 `scan.py --variants` for the forward, where at (8, 2048, 2048, 16)
+# bf16 thread_split2_poly1 took 0.621 ms against 0.923 for "thread", fwd+bwd 5.95 against 6.25 ms). "thread" (one
+# lane per channel, N <= 16) falls back to "seq" for larger N; the variants fall back to "thread" (see above).
+KERNEL_PAIRS = {"auto": ("thread_split2_poly1", "scan"), "thread": ("thread", "thread"), "thread_scan": ("thread", "scan"),
                 "seq": ("seq", "seq"), "scan": ("scan", "scan"), **{name: (name, "scan") for name in THREAD_VARIANTS}}
 # Steps per saved state of the thread forward: the scan backward is fastest at 16 (5.3 ms against 6.2 at 32, H100
 # run 7), while a forward alone is fastest at 64 (0.69 ms against 0.77 at 32 and 0.97 at 16).
