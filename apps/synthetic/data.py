@@ -274,6 +274,11 @@ class SyntheticDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        reload_every = getattr(self.trainer, "reload_dataloaders_every_n_epochs", 1)
+        if self.curriculum_specs and reload_every != 1:
+            raise SyntheticTaskError(
+                "data.curriculum changes the training length between epochs, so it needs "
+                f"trainer.reload_dataloaders_every_n_epochs 1 (got {reload_every})")
         if self.curriculum_advance_acc is not None:
             metrics = getattr(self.trainer, "callback_metrics", {}) if self.trainer is not None else {}
             last = metrics.get("train/epoch_acc")

@@ -55,3 +55,11 @@ def test_accuracy_gated_curriculum_waits_for_the_threshold_and_survives_a_resume
     assert next(iter(resumed.train_dataloader()))[0].shape[1] == 18
     with pytest.raises(SyntheticTaskError, match="curriculum_advance_acc"):
         SyntheticDataModule(**{**kwargs, "curriculum_advance_acc": 1.5})
+
+
+def test_a_curriculum_without_per_epoch_reloads_is_refused():
+    dm = SyntheticDataModule(task="selective_copying", seq_len=32, vocab_size=8, num_tokens=2, batch_size=3,
+                             batches_per_epoch=1, curriculum=[8])
+    dm.trainer = SimpleNamespace(current_epoch=0, reload_dataloaders_every_n_epochs=0)
+    with pytest.raises(SyntheticTaskError, match="reload_dataloaders_every_n_epochs 1"):
+        dm.train_dataloader()
