@@ -17,6 +17,8 @@ being measured (``--precision bf16`` is still there to see the difference). The 
 state and delta' in fp32.
 
 Writes ``<out-dir>/induction_heads_length.{csv,md,png}``; existing files are not overwritten without ``--overwrite``.
+Several checkpoints (``--ckpt A B C``, e.g. S6, S6 with state passing, S4, Transformer) are measured on the same
+sequences and reported side by side, one column and one curve per model (the paper's Table 2).
 """
 
 from __future__ import annotations
@@ -162,10 +164,12 @@ def _print_row(row: dict) -> None:
           f"({row['path']}, {row['seconds']}s)", flush=True)
 
 
-def write_results(rows: list[dict], out_dir: Path, title: str, train_len: int | None, chance: float,
+def write_results(results: list[tuple[str, list[dict]]], out_dir: Path, train_len: int | None, chance: float,
                   setting: str = "") -> list[Path]:
-    """CSV, markdown table and PNG plot of accuracy vs length; returns the paths written.
+    """CSV, markdown table and PNG plot of accuracy vs length for one or more models; returns the paths written.
 
+    ``results`` holds (model label, rows of :func:`evaluate_induction`) pairs measured at the same lengths. One
+    model gives the detailed table (samples, path, seconds per length); several give one accuracy column each.
     ``setting`` (device, precision, scan backend) is printed under the title of the table."""
     import matplotlib
 
@@ -174,23 +178,32 @@ def write_results(rows: list[dict], out_dir: Path, title: str, train_len: int | 
 
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, md_path, png_path = (out_dir / f"{OUTPUT_STEM}.{ext}" for ext in ("csv", "md", "png"))
-    fields = ["length", "log2_length", "accuracy", "correct", "num_samples", "path", "seconds"]
+    fields = ["model", "length", "log2_length", "accuracy", "correct", "num_samples", "path", "seconds"]
     with csv_path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("" if row[k] is None else row[k]) for k in fields})
+        for label, rows in results:
+            for row in rows:
+                writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in fields[1:]} | {"model": label})
     header = f"trained at length {train_len}; chance {100 * chance:.1f}%" + (f"; {setting}" if setting else "")
-    lines = [f"# {title}", "", header, "",
-             "| length | log2 | accuracy | samples | path | seconds |", "|---:|---:|---:|---:|:--|---:|"]
-    for row in rows:
-        lines.append(f"| {row['length']} | {row['log2_length']:g} | {_format_accuracy(row['accuracy'])} | "
-                     f"{row['num_samples']} | {row['path']} | {row['seconds']} |")
+    labels = [label for label, _ in results]
+    lines = [f"# {' vs '.join(labels)}", "", header, ""]
+    if len(results) == 1:
+        lines += ["| length | log2 | accuracy | samples | path | seconds |", "|---:|---:|---:|---:|:--|---:|"]
+        for row in results[0][1]:
+            lines.append(f"| {row['length']} | {row['log2_length']:g} | {_format_accuracy(row['accuracy'])} | "
+                         f"{row['num_samples']} | {row['path']} | {row['seconds']} |")
+    else:
+        lines += ["| length | log2 | " + " | ".join(labels) + " |", "|---:|---:|" + "---:|" * len(labels)]
+        for i, row in enumerate(results[0][1]):
+            cells = [_format_accuracy(rows[i]["accuracy"]) for _, rows in results]
+            lines.append(f"| {row['length']} | {row['log2_length']:g} | " + " | ".join(cells) + " |")
     md_path.write_text("\n".join(lines) + "\n")
 
     figure, axis = plt.subplots(figsize=(7, 4))
-    measured = [r for r in rows if r["accuracy"] is not None]
-    axis.plot([r["length"] for r in measured], [r["accuracy"] for r in measured], "o-", label=title)
+    for label, rows in results:
+        measured = [r for r in rows if r["accuracy"] is not None]
+        axis.plot([r["length"] for r in measured], [r["accuracy"] for r in measured], "o-", label=label)
     axis.axhline(chance, color="grey", linestyle=":", label="chance")
     if train_len:
         axis.axvline(train_len, color="red", linestyle="--", label=f"train length {train_len}")
@@ -207,9 +220,21 @@ def write_results(rows: list[dict], out_dir: Path, title: str, train_len: int | 
     return [csv_path, md_path, png_path]
 
 
+ARCH_TITLES = {"mamba": "Mamba (S6)", "s4": "Mamba without selection (S4)", "transformer": "Transformer (sinusoidal)"}
+
+
+def model_label(module: SyntheticLM) -> str:
+    """A readable name for a checkpoint's model: its architecture, and state passing if it was trained with it."""
+    label = ARCH_TITLES[module.arch]
+    return label + " + state passing" if module.hparams.get("state_passing", False) else label
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mamba-synthetic eval-induction", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ckpt", required=True, help="Lightning checkpoint of an induction_heads run")
+    parser.add_argument("--ckpt", required=True, nargs="+",
+                        help="Lightning checkpoint(s) of induction_heads runs; several are compared side by side")
+    parser.add_argument("--labels", nargs="+", default=None,
+                        help="one name per --ckpt for the table and plot (default: architecture, + state passing)")
     parser.add_argument("--min-log2-len", type=int, default=6)
     parser.add_argument("--max-log2-len", type=int, default=20)
     parser.add_argument("--num-samples", type=int, default=128, help="sequences per length")
@@ -243,18 +268,34 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     token_budget = args.token_budget or (2**22 if device.type == "cuda" else 2**16)
 
-    module, train_len = load_induction_checkpoint(args.ckpt, device)
+    if args.labels is not None and len(args.labels) != len(args.ckpt):
+        raise EvaluationError(f"--labels needs one name per --ckpt ({len(args.ckpt)}), got {len(args.labels)}")
+    modules = [load_induction_checkpoint(path, device) for path in args.ckpt]  # all read before any is measured
+    labels = args.labels or [model_label(module) for module, _ in modules]
+    if len(set(labels)) < len(labels):
+        labels = [f"{label} [{i + 1}]" for i, label in enumerate(labels)]
+    vocab_sizes = {module.vocab_size for module, _ in modules}
+    if len(vocab_sizes) > 1:
+        raise EvaluationError(f"the checkpoints were trained with different vocabularies {sorted(vocab_sizes)}")
     lengths = [2**k for k in range(args.min_log2_len, args.max_log2_len + 1)]
-    rows = evaluate_induction(
-        module, lengths, num_samples=args.num_samples, token_budget=token_budget, mode=args.mode, seed=args.seed,
-        autocast_dtype=torch.bfloat16 if args.precision == "bf16" else None, max_attention_len=args.max_attention_len,
-        progress=not args.no_progress, on_row=_print_row,
-    )
-    title = {"mamba": "Mamba (S6)", "s4": "Mamba without selection (S4)", "transformer": "Transformer (sinusoidal)"}
-    chance = 1.0 / (module.vocab_size - 1)
-    backend = "attention" if module.arch == "transformer" else resolve_backend("auto", device.type == "cuda")
+    results = []
+    for (module, _), label in zip(modules, labels, strict=True):
+        if len(modules) > 1:
+            print(f"{label} ({module.arch}):", flush=True)
+        rows = evaluate_induction(
+            module, lengths, num_samples=args.num_samples, token_budget=token_budget, mode=args.mode,
+            seed=args.seed, autocast_dtype=torch.bfloat16 if args.precision == "bf16" else None,
+            max_attention_len=args.max_attention_len, progress=not args.no_progress, on_row=_print_row,
+        )
+        results.append((label, rows))
+    train_lens = {train_len for _, train_len in modules}
+    train_len = train_lens.pop() if len(train_lens) == 1 else None
+    chance = 1.0 / (modules[0][0].vocab_size - 1)
+    archs = {module.arch for module, _ in modules}
+    scan = resolve_backend("auto", device.type == "cuda")
+    backend = "attention" if archs == {"transformer"} else f"scan {scan}"
     precision = "fp32 (TF32 off)" if args.precision == "fp32" else "bf16 autocast"
-    setting = f"{device.type}, {precision}, scan {backend}"
-    paths = write_results(rows, out_dir, title[module.arch], train_len, chance, setting)
+    setting = f"{device.type}, {precision}, {backend}"
+    paths = write_results(results, out_dir, train_len, chance, setting)
     print(f"({setting}) wrote " + ", ".join(str(p) for p in paths))
     return 0

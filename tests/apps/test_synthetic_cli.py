@@ -116,6 +116,26 @@ def test_eval_induction_writes_table_and_plot(trained_run, capsys):
     assert "induction_heads_length.csv already exists" in capsys.readouterr().err
 
 
+def test_eval_induction_compares_checkpoints_on_the_same_sequences(trained_run, capsys):
+    root, _, resumed = trained_run
+    ckpt = str(resumed / "checkpoints" / "last.ckpt")
+    out = root / "compare"
+    base = ["eval-induction", "--min-log2-len", "3", "--max-log2-len", "4", "--num-samples", "16",
+            "--out-dir", str(out), "--no-progress"]
+    assert main(base + ["--ckpt", ckpt, ckpt, "--labels", "first", "second"]) == 0
+    with (out / "induction_heads_length.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["model"], int(r["length"])) for r in rows] == [("first", 8), ("first", 16), ("second", 8),
+                                                              ("second", 16)]
+    assert [r["correct"] for r in rows[:2]] == [r["correct"] for r in rows[2:]]  # same model, same sequences
+    table = (out / "induction_heads_length.md").read_text()
+    assert "| length | log2 | first | second |" in table
+    assert main(base + ["--ckpt", ckpt, ckpt, "--overwrite"]) == 0  # default labels made unique
+    assert "Mamba (S6) [1] | Mamba (S6) [2]" in (out / "induction_heads_length.md").read_text()
+    assert main(base + ["--ckpt", ckpt, ckpt, "--labels", "only-one", "--overwrite"]) == 2
+    assert "--labels needs one name per --ckpt (2), got 1" in capsys.readouterr().err
+
+
 def test_eval_induction_rejects_bad_checkpoints(tmp_path):
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"not a checkpoint")
