@@ -94,9 +94,8 @@ class SyntheticLM(pl.LightningModule):
             the previous batch instead of from zeros, with no gradient through it (the "state passing" of Buitrago
             Ruiz & Gu, 2025, "Understanding and Improving Length Generalization in Recurrent Models"). The model
             still trains on ``seq_len``-long windows but sees states like those deep into a long sequence, the ones
-            it meets when evaluated far past its training length. Validation starts from zeros. The scan then runs
-            on the PyTorch chunked path (the Triton kernels take no initial state). The carried state is not
-            saved in checkpoints: after a resume the first batch starts from zeros.
+            it meets when evaluated far past its training length. Validation starts from zeros. The carried state is
+            not saved in checkpoints: after a resume the first batch starts from zeros.
     """
 
     def __init__(

@@ -8,7 +8,6 @@ references elsewhere. Setting the environment variable ``MAMBA_CORE_FORCE_REFERE
 from __future__ import annotations
 
 import os
-import warnings
 
 from .causal_conv1d import causal_conv1d_fn, causal_conv1d_update, conv_state_from_sequence
 from .checks import check_scan_inputs, check_state_update_inputs
@@ -48,16 +47,18 @@ def selective_scan_fn(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_
                       return_last_state=False, backend: str = "auto", initial_state=None):
     """Selective scan (see :func:`selective_scan_ref` for shapes and semantics) on the best kernel for the device.
 
-    The Triton kernels start from a zero state: with an ``initial_state`` the chunked PyTorch scan runs instead
-    (on any device; correct, slower), and a warning says so once.
+    With an ``initial_state`` (batch, dim, N) the Triton path adds the start state's decaying share in PyTorch to
+    the kernel's zero-start scan (``selective_scan_initial_state``).
     """
-    if initial_state is None and resolve_backend(backend, u.is_cuda) == "triton":
+    if resolve_backend(backend, u.is_cuda) == "triton":
+        if initial_state is not None:
+            from .selective_scan_initial_state import selective_scan_triton_from_state
+
+            return selective_scan_triton_from_state(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                                                    return_last_state, initial_state)
         from .selective_scan_triton import selective_scan_triton
 
         return selective_scan_triton(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
-    if initial_state is not None and resolve_backend(backend, u.is_cuda) == "triton":
-        warnings.warn("selective_scan_fn: the Triton kernels take no initial_state; running the PyTorch chunked "
-                      "scan for this call", stacklevel=2)
     return selective_scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state,
                                   initial_state=initial_state)
 
