@@ -29,6 +29,7 @@ from .checks import KERNEL_DTYPES, check_scan_inputs, check_triton_tensors
 from .selective_scan_triton_common import channel_bias_and_d, softplus_fp32
 from .selective_scan_triton_thread import (
     MAX_THREAD_DSTATE,
+    _thread_bwd_carry_kernel,
     _thread_bwd_kernel,
     _thread_fwd_kernel,
     _thread_lanes_fwd_kernel,
@@ -510,13 +511,33 @@ THREAD_VARIANTS = {"thread_lanes1_bf16bc": (1, 0, False), "thread_lanes1": (1, 0
                    "thread_split2": (2, 0, True), "thread_split2_poly1": (2, 1, True),
                    "thread_split4": (4, 0, True), "thread_split4_poly1": (4, 1, True)}
 THREAD_VARIANT_MIN_WARPS_PER_SM = 2
-IMPLS = ("auto", "thread", "thread_scan", "seq", "scan", *THREAD_VARIANTS)
+# Opt-in variants of the thread backward (``_thread_bwd_kernel``), each paired with the default forward as _impl
+# "bwd_<name>": name -> (BC_DOT: variable dB/dC summed over a program's channels by a tensor-core product and stored
+# as per-program partials that torch sums, instead of a shuffle butterfly per value and atomics; fp32 B/C tiles;
+# POLY states per step whose exponentials run on the FMA pipe; sequence segments, None: enough for about
+# THREAD_BWD_WARPS_PER_SM one-warp programs per SM; steps per unrolled tile, None: the thread backward's 2).
+# Not yet timed on a GPU: `benchmarks/scan.py --bwd-variants` times them, `--sass-bwd` counts their instructions.
+# Why segments: the thread backward holds ~255 registers per lane, and one program per (batch, 32 channels) gives
+# (8, 2048, 2048, 16) 512 one-warp programs, ~1 warp per SM scheduler; its ~1000 sm_90 thread instructions per
+# channel-step would take ~1.2 ms issue-bound at that shape against 5.7 ms measured (H100, run 7): it waits on
+# latency. Segments cost one light pass (``_thread_bwd_carry_kernel``, one exponential per element) over all but
+# the last segment.
+THREAD_BWD_VARIANTS = {
+    "thread_dot": (True, True, 0, None, None), "thread_seg": (False, True, 0, None, None),
+    "thread_dot_seg1": (True, True, 0, 1, None), "thread_dot_t1": (True, True, 0, None, 1),
+    "thread_dot_poly1": (True, True, 1, None, None), "thread_dot_poly4": (True, True, 4, None, None),
+    "thread_dot_bf16bc": (True, False, 0, None, None), "thread_f32bc": (False, True, 0, 1, None)}
+THREAD_BWD_WARPS_PER_SM = 8
+IMPLS = ("auto", "thread", "thread_scan", "seq", "scan", *THREAD_VARIANTS,
+         *(f"bwd_{name}" for name in THREAD_BWD_VARIANTS))
 # (forward, backward) kernels per implementation choice; "auto" pairs the fastest of each (benchmarks/README.md:
 # H100 run 7 for the backward; H200 2026-11-26 `scan.py --variants` for the forward, where at (8, 2048, 2048, 16)
 # bf16 thread_split2_poly1 took 0.621 ms against 0.923 for "thread", fwd+bwd 5.95 against 6.25 ms). "thread" (one
 # lane per channel, N <= 16) falls back to "seq" for larger N; the variants fall back to "thread" (see above).
-KERNEL_PAIRS = {"auto": ("thread_split2_poly1", "scan"), "thread": ("thread", "thread"), "thread_scan": ("thread", "scan"),
-                "seq": ("seq", "seq"), "scan": ("scan", "scan"), **{name: (name, "scan") for name in THREAD_VARIANTS}}
+KERNEL_PAIRS = {"auto": ("thread_split2_poly1", "scan"), "thread": ("thread", "thread"),
+                "thread_scan": ("thread", "scan"), "seq": ("seq", "seq"), "scan": ("scan", "scan"),
+                **{name: (name, "scan") for name in THREAD_VARIANTS}}
+KERNEL_PAIRS.update({f"bwd_{name}": (KERNEL_PAIRS["auto"][0], name) for name in THREAD_BWD_VARIANTS})
 # Steps per saved state of the thread forward: the scan backward is fastest at 16 (5.3 ms against 6.2 at 32, H100
 # run 7), while a forward alone is fastest at 64 (0.69 ms against 0.77 at 32 and 0.97 at 16).
 THREAD_CHUNK_TRAIN = 16
@@ -730,6 +751,15 @@ def _backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
     batch, dim, seqlen, dstate = u.shape[0], u.shape[1], u.shape[2], A.shape[1]
     np2, n_chunks = states.shape[-1], states.shape[2]
     Bg, b_var, Cg, c_var, n_groups = _grouped_bc(B, C)
+    bc_dot, fp32_bc, poly, n_seg, variant_tile = THREAD_BWD_VARIANTS.get(impl, (False, False, 0, 1, None))
+    tile = tile or variant_tile
+    if impl in THREAD_BWD_VARIANTS:
+        block_d, _, num_warps, _, _ = _pick_thread_config(batch, dim, seqlen, dim // n_groups, u.device, block_d,
+                                                          chunk, num_warps, backward=True)
+        bc_dot = bc_dot and (b_var or c_var) and block_d >= 16  # the product sums over >= 16 channels
+        if n_seg is None:  # about THREAD_BWD_WARPS_PER_SM one-warp programs per SM
+            n_seg = triton.cdiv(THREAD_BWD_WARPS_PER_SM * _num_sms(u.device), batch * triton.cdiv(dim, block_d))
+        impl = "thread"
     if impl == "thread":
         block_d, _, num_warps, _, _ = _pick_thread_config(batch, dim, seqlen, dim // n_groups, u.device, block_d,
                                                           chunk, num_warps, backward=True)
@@ -737,17 +767,21 @@ def _backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
         block_d, _, num_warps = _pick_config(impl, batch, dim, seqlen, np2, dim // n_groups, u.device, block_d,
                                              chunk, num_warps, backward=True)
     dev, f32 = u.device, torch.float32
+    if impl == "thread":  # sequence segments of the thread backward: whole chunks each
+        chunks_per_seg = triton.cdiv(n_chunks, max(1, min(n_seg, n_chunks)))
+        n_seg = triton.cdiv(n_chunks, chunks_per_seg)
+    rows = batch * n_seg if impl == "thread" else batch  # per-channel partials: one row per (batch, segment)
     dout = dout.contiguous()
     du = torch.empty(batch, dim, seqlen, device=dev, dtype=u.dtype)
     ddelta = torch.empty(batch, dim, seqlen, device=dev, dtype=delta.dtype)
     dz = torch.empty(batch, dim, seqlen, device=dev, dtype=z.dtype) if z is not None else du
-    dA = torch.empty(batch, dim, np2, device=dev, dtype=f32)
-    dB = (torch.zeros(batch, n_groups, np2, seqlen, device=dev, dtype=f32) if b_var
-          else torch.empty(batch, dim, np2, device=dev, dtype=f32))
-    dC = (torch.zeros(batch, n_groups, np2, seqlen, device=dev, dtype=f32) if c_var
-          else torch.empty(batch, dim, np2, device=dev, dtype=f32))
-    dD = torch.empty(batch, dim, device=dev, dtype=f32) if D is not None else dA
-    dbias = torch.empty(batch, dim, device=dev, dtype=f32) if delta_bias is not None else dA
+    dA = torch.empty(rows, dim, np2, device=dev, dtype=f32)
+    dB = (torch.zeros(batch, n_groups, np2, seqlen, device=dev, dtype=f32) if b_var and not bc_dot
+          else torch.empty(rows, dim, np2, device=dev, dtype=f32))
+    dC = (torch.zeros(batch, n_groups, np2, seqlen, device=dev, dtype=f32) if c_var and not bc_dot
+          else torch.empty(rows, dim, np2, device=dev, dtype=f32))
+    dD = torch.empty(rows, dim, device=dev, dtype=f32) if D is not None else dA
+    dbias = torch.empty(rows, dim, device=dev, dtype=f32) if delta_bias is not None else dA
     zz = z if z is not None else u
     grid = (batch, triton.cdiv(dim, block_d))
     common = (
@@ -763,13 +797,34 @@ def _backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
     grads = (du, ddelta, dz, dA, dB, dC, dD, dbias)
     if impl == "thread":
         tile = tile or _pick_thread_config(batch, dim, seqlen, dim // n_groups, u.device, backward=True)[3]
+        if fp32_bc:
+            Bg, Cg = (Bg.float() if b_var else Bg), (Cg.float() if c_var else Cg)
         Bt, Ct = _state_tiles(Bg, b_var, np2, tile), _state_tiles(Cg, c_var, np2, tile)
         grid = (batch, triton.cdiv(dim, block_d))
-        scratch = torch.empty(grid[0] * grid[1] * (chunk // tile + tile) * np2 * block_d, device=dev, dtype=f32)
+        scratch = torch.empty(grid[0] * grid[1] * n_seg * (chunk // tile + tile) * np2 * block_d, device=dev,
+                              dtype=f32)
         strides = (*u.stride(), *delta.stride(), *zz.stride(), *_tile_strides(Bt, b_var), *_tile_strides(Ct, c_var),
                    *A.stride())
-        _thread_bwd_kernel[grid](u, delta, A, Bt, Ct, *inputs[5:], scratch, *grads, dim, seqlen, n_chunks,
-                                 dim // n_groups, dstate, n_groups, *strides, T=tile, TM=tile, **flags)
+        seg_g = torch.empty(batch, n_seg, dim, np2, device=dev, dtype=f32)
+        seg_dt = torch.empty(batch, n_seg, dim, device=dev, dtype=f32)
+        if n_seg > 1:  # first pass: each later segment's own adjoint carry and delta sum
+            _thread_bwd_carry_kernel[(batch, grid[1], n_seg - 1)](
+                u, delta, A, Bt, Ct, zz, inputs[7], dout, seg_g, seg_dt, dim, seqlen, n_chunks, chunks_per_seg,
+                n_seg, dim // n_groups, dstate, *strides, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+                SOFTPLUS=bool(delta_softplus), B_VAR=b_var, C_VAR=c_var, BLOCK_D=block_d, NP=np2, CHUNK=chunk,
+                T=tile, TM=tile, POLY=min(poly, np2), num_warps=num_warps)
+        # BC_DOT: per-program channel sums of variable dB/dC, (dB if var, dC if var) x (batch, blocks, NP, L) fp32
+        parts = (torch.empty(b_var + c_var, batch, grid[1], np2, seqlen, device=dev, dtype=f32) if bc_dot
+                 else scratch)
+        c_part = parts[0].numel() if bc_dot and b_var else 0  # dC's partials follow dB's
+        _thread_bwd_kernel[(*grid, n_seg)](
+            u, delta, A, Bt, Ct, *inputs[5:], scratch, *grads, dim, seqlen, n_chunks, dim // n_groups, dstate,
+            n_groups, *strides, parts, c_part, seg_g, seg_dt, chunks_per_seg, n_seg, T=tile, TM=tile, BC_DOT=bc_dot,
+            POLY=min(poly, np2), INTERP=os.environ.get("TRITON_INTERPRET") == "1", **flags)
+        if bc_dot:  # sum each group's blocks
+            sums = parts.unflatten(2, (n_groups, grid[1] // n_groups)).sum(3)
+            dB = sums[0] if b_var else dB
+            dC = sums[int(b_var)] if c_var else dC
     elif impl == "seq":
         scratch = torch.empty(grid[0] * grid[1] * chunk * np2 * block_d, device=dev, dtype=f32)
         _seq_bwd_kernel[grid](*inputs, scratch, *grads, *common, **flags)
@@ -800,7 +855,7 @@ class SelectiveScanTriton(torch.autograd.Function):
         fwd_impl, bwd_impl = KERNEL_PAIRS[impl]
         if A.shape[1] > MAX_THREAD_DSTATE:  # the thread kernels hold N states per lane
             fwd_impl = "seq" if fwd_impl.startswith("thread") else fwd_impl
-            bwd_impl = "scan" if bwd_impl == "thread" else bwd_impl
+            bwd_impl = "scan" if bwd_impl.startswith("thread") else bwd_impl
         out, states, chunk = _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, fwd_impl, block_d, chunk,
                                       tile=tile, n_seg=n_seg, training=any(ctx.needs_input_grad[:8]))
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, states)
@@ -830,7 +885,8 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     "thread" (one lane per channel, forward and backward, see ``selective_scan_triton_thread``), "thread_scan"
     (thread forward, scan backward), "seq" (step-by-step recurrence), "scan" (``tl.associative_scan`` over
     chunks), "auto" (= "thread_scan", the fastest pair measured; N > 16: "seq" forward, "scan" backward) or one of
-    the opt-in thread-forward variants in ``THREAD_VARIANTS`` (lane split, software exponentials, fp32 B/C). The
+    the opt-in thread-forward variants in ``THREAD_VARIANTS`` (lane split, software exponentials, fp32 B/C), or
+    "bwd_<name>": the default forward with an opt-in thread-backward variant of ``THREAD_BWD_VARIANTS``. The
     environment variable ``MAMBA_CORE_SCAN_IMPL`` replaces "auto", e.g. to fall back to "thread_scan".
     ``_block_d`` channels per program and ``_chunk`` steps per saved state (powers of two; the scan kernels need
     ``_chunk`` >= 16), e.g. so that tests cover several chunks with short sequences; ``_tile`` steps per unrolled

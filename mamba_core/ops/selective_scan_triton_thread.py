@@ -264,7 +264,18 @@ def _from_columns(cols, T: tl.constexpr):
 
 
 @triton.jit
-def _advance(h, dt_cols, dtu_cols, A2, Bfix, Bt, B_VAR: tl.constexpr, NP: tl.constexpr, T: tl.constexpr):
+def _bwd_exp2(x, n: tl.constexpr, POLY: tl.constexpr):
+    """exp2 of state n in the backward: the first POLY states on the FMA pipe (``_exp2_fma``), the rest on MUFU."""
+    if n < POLY:
+        a = _exp2_fma(x)
+    else:
+        a = tl.exp2(x)
+    return a
+
+
+@triton.jit
+def _advance(h, dt_cols, dtu_cols, A2, Bfix, Bt, B_VAR: tl.constexpr, NP: tl.constexpr, T: tl.constexpr,
+             POLY: tl.constexpr):
     """The states after each of T steps: a tuple of T state tuples (recomputation for the backward)."""
     hs = ()
     for k in tl.static_range(T):
@@ -274,10 +285,80 @@ def _advance(h, dt_cols, dtu_cols, A2, Bfix, Bt, B_VAR: tl.constexpr, NP: tl.con
                 b_kn = Bt[n][k]
             else:
                 b_kn = Bfix[n]
-            hn = hn + (tl.exp2(dt_cols[k] * A2[n]) * h[n] + dtu_cols[k] * b_kn,)
+            hn = hn + (_bwd_exp2(dt_cols[k] * A2[n], n, POLY) * h[n] + dtu_cols[k] * b_kn,)
         h = hn
         hs = hs + (h,)
     return hs
+
+
+@triton.jit
+def _join_pairs(tiles, K: tl.constexpr):
+    """K (R, W) tiles -> K/2 (R, 2W) tiles, tile i interleaving the columns of tiles 2i and 2i+1 (with the column
+    axis inside one thread, a register renaming)."""
+    out = ()
+    for i in tl.static_range(K // 2):
+        x = tl.join(tiles[2 * i], tiles[2 * i + 1])
+        out = out + (tl.reshape(x, (x.shape[0], x.shape[1] * 2)),)
+    return out
+
+
+@triton.jit
+def _join_all(tiles, K: tl.constexpr):
+    """K (R, W) tiles (K a power of two <= 64) side by side as one (R, K*W) tile: tile p's column w lands in column
+    w*K + (p with its log2(K) bits reversed), the order of repeated ``_join_pairs``."""
+    x = tiles
+    if K >= 2:
+        x = _join_pairs(x, K)
+    if K >= 4:
+        x = _join_pairs(x, K // 2)
+    if K >= 8:
+        x = _join_pairs(x, K // 4)
+    if K >= 16:
+        x = _join_pairs(x, K // 8)
+    if K >= 32:
+        x = _join_pairs(x, K // 16)
+    if K >= 64:
+        x = _join_pairs(x, K // 32)
+    tl.static_assert(K <= 64, "at most 64 tiles")
+    return x[0]
+
+
+@triton.jit
+def _store_channel_sums(parts, part_ptr, c_part, t0, L, K: tl.constexpr, N_PARTS: tl.constexpr,
+                        BOTH: tl.constexpr, T: tl.constexpr, BLOCK_D: tl.constexpr, INTERP: tl.constexpr):
+    """Sum K (BLOCK_D, T) tiles of steps t0.. over their channel axis (the lanes) and store the sums of the first
+    N_PARTS: tile p holds state p (dB or dC alone) or, with BOTH, dB (p even) and dC (p odd) of state p // 2, at
+    ``part_ptr + n * L + t`` (+ ``c_part`` for dC); the rest is zero padding.
+
+    The sum over lanes is a matrix product ones(16, 2*BLOCK_D) @ X on the tensor cores, X's rows 2c and 2c + 1
+    being channel c's values split into bf16 hi and lo (16 significant bits, relative error <= 2^-17 per value;
+    the ones are exact; fp32 accumulation): Triton moves X to the MMA operand layout through shared memory
+    (stmatrix), every value crossing lanes once, where ``tl.sum`` would run a 5-level shuffle butterfly per value.
+    Row 0 of the (16, K*T) product is stored. The interpreter's dot mishandles bf16: there (INTERP) the same hi
+    and lo go in as fp32."""
+    x = _join_all(parts, K)
+    hi = x.to(tl.bfloat16)
+    lo = (x - hi.to(tl.float32)).to(tl.bfloat16)
+    ones = tl.full((16, 2 * BLOCK_D), 1.0, tl.float32)
+    if INTERP:
+        pairs = tl.reshape(tl.permute(tl.join(hi.to(tl.float32), lo.to(tl.float32)), (0, 2, 1)), (2 * BLOCK_D, K * T))
+        sums = tl.dot(ones, pairs, input_precision="ieee")
+    else:
+        pairs = tl.reshape(tl.permute(tl.join(hi, lo), (0, 2, 1)), (2 * BLOCK_D, K * T))
+        sums = tl.dot(ones.to(tl.bfloat16), pairs)
+    col = tl.arange(0, K * T)[None, :]  # column -> (tile p, step w), see _join_all
+    low = col % K
+    p = tl.zeros_like(col)
+    for b in tl.static_range(6):
+        if (1 << b) < K:
+            p = p * 2 + ((low >> b) & 1)
+    t = t0 + col // K
+    if BOTH:
+        offs = (p % 2) * c_part + (p // 2) * L + t
+    else:
+        offs = p * L + t
+    rows = tl.arange(0, 16)[:, None]
+    tl.store(part_ptr + offs + rows * 0, sums, mask=(rows == 0) & (p < N_PARTS) & (t < L))
 
 
 @triton.jit
@@ -286,10 +367,16 @@ def _thread_bwd_tile(h_start, g, acc, t0, L, dmask, pid_b, grp, n_groups, dim,
                      A2, Bfix, Cfix, Dv, bias, B_tiles, C_tiles, s_ul, s_dl, s_zl,
                      HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
                      B_VAR: tl.constexpr, C_VAR: tl.constexpr, MASK_T: tl.constexpr,
-                     NP: tl.constexpr, T: tl.constexpr, TM: tl.constexpr):
+                     NP: tl.constexpr, T: tl.constexpr, TM: tl.constexpr,
+                     part_ptr, c_part, BC_DOT: tl.constexpr, POLY: tl.constexpr, INTERP: tl.constexpr):
     """Gradients of steps t0 .. t0+T-1 given the state before t0 (``h_start``) and the adjoint carry ``g``
     (a_{t+1} * G_{t+1} from the step after the tile). Returns the carry for the tile before and the accumulators
-    ``acc`` = (dA tuple, dB-fixed tuple, dC-fixed tuple, dD, dbias)."""
+    ``acc`` = (dA tuple, dB-fixed tuple, dC-fixed tuple, dD, dbias).
+
+    Variable dB/dC: without BC_DOT, sums over the program's channels (a shuffle butterfly per value) go to
+    (batch, G, NP, L) with atomics; with BC_DOT, ``_store_channel_sums`` stores them with plain stores at
+    ``part_ptr`` (this program's (NP, L) block of dB partials; dC's at + ``c_part``). POLY: states whose
+    exponentials run on the FMA pipe."""
     dA_acc, dBf_acc, dCf_acc, dD_acc, dbias_acc = acc
     tt, t, m2, u, dt_pre, dt = _tile_inputs(t0, L, dmask, u_row, dt_row, s_ul, s_dl, bias, HAS_BIAS, SOFTPLUS,
                                             MASK_T, T)
@@ -307,7 +394,7 @@ def _thread_bwd_tile(h_start, g, acc, t0, L, dmask, pid_b, grp, n_groups, dim,
         Ct = _state_tiles(C_tiles + tile_offs, zero_cols, tt, NP, T, TM)
     dt_cols = _columns(dt, T)
     dtu_cols = _columns(dtu, T)
-    hs = _advance(h_start, dt_cols, dtu_cols, A2, Bfix, Bt, B_VAR, NP, T)
+    hs = _advance(h_start, dt_cols, dtu_cols, A2, Bfix, Bt, B_VAR, NP, T, POLY)
 
     if HAS_Z:  # y = C.h + D u is needed for dz; dy = dout * silu(z)
         ys = ()
@@ -344,6 +431,7 @@ def _thread_bwd_tile(h_start, g, acc, t0, L, dmask, pid_b, grp, n_groups, dim,
     dBn = ()
     dCn = ()
     tmask = t < L
+    parts = ()  # BC_DOT: per-channel (BLOCK_D, T) dB/dC tiles
     for n in tl.static_range(NP):
         G_n = g[n]
         dA_n = dA_acc[n]
@@ -366,7 +454,7 @@ def _thread_bwd_tile(h_start, g, acc, t0, L, dmask, pid_b, grp, n_groups, dim,
                 b_kn = Bt[n][k]
             else:
                 b_kn = Bfix[n]
-            a = tl.exp2(dt_cols[k] * A2[n])
+            a = _bwd_exp2(dt_cols[k] * A2[n], n, POLY)
             G = G_n + c_kn * dy_cols[k]
             gah = G * a * h_prev
             dA_n += gah * dt_cols[k]
@@ -390,15 +478,28 @@ def _thread_bwd_tile(h_start, g, acc, t0, L, dmask, pid_b, grp, n_groups, dim,
         gAh = new_gAh
         bc_row = ((pid_b * n_groups + grp) * NP + n) * L + t
         if B_VAR:  # input-dependent dB/dC: sum over this program's channels, then one atomic per element
-            tl.atomic_add(dB_ptr + bc_row, tl.sum(tl.where(m2, _from_columns(dB_c, T), 0.0), axis=0), mask=tmask,
-                          sem="relaxed")
+            if BC_DOT:
+                parts = parts + (tl.where(m2, _from_columns(dB_c, T), 0.0),)
+            else:
+                tl.atomic_add(dB_ptr + bc_row, tl.sum(tl.where(m2, _from_columns(dB_c, T), 0.0), axis=0),
+                              mask=tmask, sem="relaxed")
         else:
             dBn = dBn + (dBf_acc[n] + dBf_n,)
         if C_VAR:
-            tl.atomic_add(dC_ptr + bc_row, tl.sum(tl.where(m2, _from_columns(dC_c, T), 0.0), axis=0), mask=tmask,
-                          sem="relaxed")
+            if BC_DOT:
+                parts = parts + (tl.where(m2, _from_columns(dC_c, T), 0.0),)
+            else:
+                tl.atomic_add(dC_ptr + bc_row, tl.sum(tl.where(m2, _from_columns(dC_c, T), 0.0), axis=0),
+                              mask=tmask, sem="relaxed")
         else:
             dCn = dCn + (dCf_acc[n] + dCf_n,)
+    if BC_DOT:
+        N_PARTS: tl.constexpr = (B_VAR + C_VAR) * NP
+        K_PARTS: tl.constexpr = N_PARTS if N_PARTS * T >= 16 else 16 // T  # the product needs >= 16 columns
+        for _pad in tl.static_range(K_PARTS - N_PARTS):
+            parts = parts + (tl.zeros_like(u),)
+        _store_channel_sums(parts, part_ptr, c_part, t0, L, K_PARTS, N_PARTS, B_VAR and C_VAR, T, dmask.shape[0],
+                            INTERP)
     g = gn
     dA_acc = dAn
     if not B_VAR:
@@ -430,18 +531,29 @@ def _thread_bwd_kernel(
     dim, L, n_chunks, group_size, dstate, n_groups,
     s_ub, s_ud, s_ul, s_db, s_dd, s_dl, s_zb, s_zd, s_zl,
     s_Bb, s_Bg, s_Bn, s_Bl, s_Cb, s_Cg, s_Cn, s_Cl, s_Ad, s_An,
+    part_ptr, c_part, seg_g_ptr, seg_dt_ptr, chunks_per_seg, n_seg,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     B_VAR: tl.constexpr, C_VAR: tl.constexpr,
     BLOCK_D: tl.constexpr, NP: tl.constexpr, CHUNK: tl.constexpr, T: tl.constexpr, TM: tl.constexpr,
+    BC_DOT: tl.constexpr = False, POLY: tl.constexpr = 0, INTERP: tl.constexpr = False,
 ):
     """Backward of the thread forward, one lane per channel: chunks last to first; per chunk the states are
     recomputed from the saved chunk-start state with the state at every tile start parked in a private scratch
     (CHUNK/T + T entries of (NP, BLOCK_D) fp32, L1/L2-resident), then tiles last to first recompute their T states
     in registers and walk the adjoint back (``_thread_bwd_tile``). dout and the gradients du/ddelta/dz are
     contiguous (batch, dim, L); dA/dD/dbias and fixed dB/dC are per-batch partials; variable dB/dC are fp32
-    (batch, G, NP, L) accumulated with one atomic per element per program."""
+    (batch, G, NP, L) accumulated with one atomic per element per program, or with BC_DOT per-program sums
+    (``_store_channel_sums``) stored to ``part_ptr``: (batch, n_dblocks, NP, L) fp32 for dB, the same for dC at
+    + ``c_part``, which the caller sums over each group's blocks. POLY: see ``_thread_bwd_tile``.
+
+    Sequence segments (program axis 2, ``chunks_per_seg`` chunks each, ``n_seg`` > 1): a program walks only its
+    segment; its adjoint carry comes from the later segments' zero-carry carries and delta sums (``seg_g``
+    (batch, n_seg, dim, NP), ``seg_dt`` (batch, n_seg, dim), from ``_thread_bwd_carry_kernel``) folded as
+    ``g <- g_local[s] + exp(A sum(delta)[s]) g`` from the last segment down. The per-channel partials (dA, dD,
+    dbias, fixed dB/dC) are then per (batch, segment): rows pid_b * n_seg + seg."""
     pid_b = tl.program_id(0)
     pid_d = tl.program_id(1)
+    seg = tl.program_id(2)
     d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     dmask = d < dim
     grp = (pid_d * BLOCK_D) // group_size
@@ -449,12 +561,21 @@ def _thread_bwd_kernel(
     A2, Bfix, Cfix = _state_params(A_ptr, B_ptr, C_ptr, d, dmask, dstate, s_Ad, s_An, s_Bb, s_Bn, s_Cb, s_Cn,
                                    B_VAR, C_VAR, NP)
     zero_acc = ()
-    for _ in tl.static_range(NP):
+    for _n in tl.static_range(NP):
         zero_acc = zero_acc + (tl.zeros([BLOCK_D], dtype=tl.float32),)
     bias, Dv = channel_bias_and_d(bias_ptr, D_ptr, d, dmask, HAS_BIAS, HAS_D)
     acc = (zero_acc, zero_acc, zero_acc, tl.zeros([BLOCK_D], dtype=tl.float32),
            tl.zeros([BLOCK_D], dtype=tl.float32))
     g = zero_acc
+    s = n_seg - 1
+    while s > seg:  # the adjoint carry into this segment from the later ones
+        dts = tl.load(seg_dt_ptr + (pid_b * n_seg + s) * dim + d, mask=dmask, other=0.0)
+        gn = ()
+        for n in tl.static_range(NP):
+            gl = tl.load(seg_g_ptr + ((pid_b * n_seg + s) * dim + d) * NP + n, mask=dmask, other=0.0)
+            gn = gn + (gl + tl.exp2(dts * A2[n]) * g[n],)
+        g = gn
+        s -= 1
 
     u_row = u_ptr + pid_b * s_ub + d * s_ud
     dt_row = delta_ptr + pid_b * s_db + d * s_dd
@@ -464,10 +585,13 @@ def _thread_bwd_kernel(
     B_tiles = B_ptr + pid_b * s_Bb + grp * s_Bg
     C_tiles = C_ptr + pid_b * s_Cb + grp * s_Cg
     n_slots = CHUNK // T + T
-    scr = scratch_ptr + (pid_b * tl.num_programs(1) + pid_d) * (n_slots * NP * BLOCK_D) + tl.arange(0, BLOCK_D)
+    scr = (scratch_ptr + ((pid_b * tl.num_programs(1) + pid_d) * n_seg + seg) * (n_slots * NP * BLOCK_D)
+           + tl.arange(0, BLOCK_D))
+    part_blk = part_ptr + (pid_b * tl.num_programs(1) + pid_d).to(tl.int64) * (NP * L)
 
-    c = n_chunks - 1
-    while c >= 0:
+    c_first = seg * chunks_per_seg
+    c = tl.minimum(c_first + chunks_per_seg, n_chunks) - 1
+    while c >= c_first:
         h = ()
         st_row = ((pid_b * dim + d) * n_chunks + (c - 1)) * NP
         for n in tl.static_range(NP):
@@ -499,18 +623,19 @@ def _thread_bwd_kernel(
                                           u_row, dt_row, z_row, dout_row, grad_row, du_ptr, ddelta_ptr, dz_ptr,
                                           dB_ptr, dC_ptr, A2, Bfix, Cfix, Dv, bias, B_tiles, C_tiles,
                                           s_ul, s_dl, s_zl, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR, C_VAR, False,
-                                          NP, T, TM)
+                                          NP, T, TM, part_blk, c_part, BC_DOT, POLY, INTERP)
             else:
                 g, acc = _thread_bwd_tile(h_start, g, acc, c * CHUNK + n_full * T + (j - n_full), L, dmask, pid_b,
                                           grp, n_groups, dim, u_row, dt_row, z_row, dout_row, grad_row, du_ptr,
                                           ddelta_ptr, dz_ptr, dB_ptr, dC_ptr, A2, Bfix, Cfix, Dv, bias, B_tiles,
                                           C_tiles, s_ul, s_dl, s_zl, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR,
-                                          C_VAR, True, NP, 1, TM)
+                                          C_VAR, True, NP, 1, TM, part_blk, c_part, BC_DOT, POLY, INTERP)
             j -= 1
         c -= 1
 
     dA_acc, dBf_acc, dCf_acc, dD_acc, dbias_acc = acc
-    part = (pid_b * dim + d) * NP
+    row = pid_b * n_seg + seg
+    part = (row * dim + d) * NP
     for n in tl.static_range(NP):
         tl.store(dA_ptr + part + n, dA_acc[n], mask=dmask)
         if not B_VAR:
@@ -518,9 +643,93 @@ def _thread_bwd_kernel(
         if not C_VAR:
             tl.store(dC_ptr + part + n, dCf_acc[n], mask=dmask)
     if HAS_D:
-        tl.store(dD_ptr + pid_b * dim + d, dD_acc, mask=dmask)
+        tl.store(dD_ptr + row * dim + d, dD_acc, mask=dmask)
     if HAS_BIAS:
-        tl.store(dbias_ptr + pid_b * dim + d, dbias_acc, mask=dmask)
+        tl.store(dbias_ptr + row * dim + d, dbias_acc, mask=dmask)
+
+
+@triton.jit
+def _carry_tile(g, dtsum, A2, Cfix, t0, L, dmask, u_row, dt_row, z_row, dout_row, C_tiles, s_ul, s_dl, s_zl, bias,
+                HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, C_VAR: tl.constexpr,
+                MASK_T: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, TM: tl.constexpr, POLY: tl.constexpr):
+    """The adjoint carry through steps t0+T-1 .. t0 alone: g <- a_t (C_t dy_t + g), and the sum of delta."""
+    tt, t, m2, u, _, dt = _tile_inputs(t0, L, dmask, u_row, dt_row, s_ul, s_dl, bias, HAS_BIAS, SOFTPLUS, MASK_T, T)
+    dtsum += tl.sum(dt, axis=1)
+    dy = tl.load(dout_row[:, None] + t[None, :], mask=m2, other=0.0).to(tl.float32)
+    if HAS_Z:
+        zz = tl.load(z_row[:, None] + t[None, :] * s_zl, mask=m2, other=0.0).to(tl.float32)
+        dy = dy * zz * tl.sigmoid(zz)
+    if C_VAR:
+        tile_offs = (t0 // TM) * (NP * TM)
+        if T != TM:
+            tile_offs += t0 % TM
+        Ct = _state_tiles(C_tiles + tile_offs, tl.zeros_like(dmask.to(tl.int32))[:, None], tt, NP, T, TM)
+    dt_cols = _columns(dt, T)
+    dy_cols = _columns(dy, T)
+    gn = ()
+    for n in tl.static_range(NP):
+        g_n = g[n]
+        for k in tl.static_range(T - 1, -1, -1):
+            if C_VAR:
+                c_kn = Ct[n][k]
+            else:
+                c_kn = Cfix[n]
+            g_n = _bwd_exp2(dt_cols[k] * A2[n], n, POLY) * (g_n + c_kn * dy_cols[k])
+        gn = gn + (g_n,)
+    return gn, dtsum
+
+
+@triton.jit
+def _thread_bwd_carry_kernel(
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, z_ptr, bias_ptr, dout_ptr, seg_g_ptr, seg_dt_ptr,
+    dim, L, n_chunks, chunks_per_seg, n_seg, group_size, dstate,
+    s_ub, s_ud, s_ul, s_db, s_dd, s_dl, s_zb, s_zd, s_zl,
+    s_Bb, s_Bg, s_Bn, s_Bl, s_Cb, s_Cg, s_Cn, s_Cl, s_Ad, s_An,
+    HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, B_VAR: tl.constexpr, C_VAR: tl.constexpr,
+    BLOCK_D: tl.constexpr, NP: tl.constexpr, CHUNK: tl.constexpr, T: tl.constexpr, TM: tl.constexpr,
+    POLY: tl.constexpr,
+):
+    """First pass of the segmented thread backward, segments 1 .. n_seg-1 (program axis 2 + 1): walk the segment
+    last step to first from a zero adjoint carry with only ``g <- a_t (C_t dy_t + g)`` (no states, no gradients);
+    write the carry it leaves, (batch, n_seg, dim, NP) ``seg_g``, and the segment's sum of delta, ``seg_dt``."""
+    pid_b = tl.program_id(0)
+    pid_d = tl.program_id(1)
+    seg = tl.program_id(2) + 1
+    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    dmask = d < dim
+    grp = (pid_d * BLOCK_D) // group_size
+    A2, _, Cfix = _state_params(A_ptr, B_ptr, C_ptr, d, dmask, dstate, s_Ad, s_An, s_Bb, s_Bn, s_Cb, s_Cn,
+                                True, C_VAR, NP)
+    bias = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + d, mask=dmask, other=0.0).to(tl.float32)
+    g = ()
+    for _n in tl.static_range(NP):
+        g = g + (tl.zeros([BLOCK_D], dtype=tl.float32),)
+    dtsum = tl.zeros([BLOCK_D], dtype=tl.float32)
+    u_row = u_ptr + pid_b * s_ub + d * s_ud
+    dt_row = delta_ptr + pid_b * s_db + d * s_dd
+    z_row = z_ptr + pid_b * s_zb + d * s_zd
+    dout_row = dout_ptr + pid_b * dim * L + d * L
+    C_tiles = C_ptr + pid_b * s_Cb + grp * s_Cg
+    t_start = seg * chunks_per_seg * CHUNK
+    t_end = tl.minimum((seg + 1) * chunks_per_seg * CHUNK, L)
+    n_full = (t_end - t_start) // T
+    t0 = t_end - 1
+    while t0 >= t_start + n_full * T:  # the sequence's last partial tile, one masked step at a time
+        g, dtsum = _carry_tile(g, dtsum, A2, Cfix, t0, L, dmask, u_row, dt_row, z_row, dout_row, C_tiles, s_ul,
+                               s_dl, s_zl, bias, HAS_Z, HAS_BIAS, SOFTPLUS, C_VAR, True, NP, 1, TM, POLY)
+        t0 -= 1
+    j = n_full - 1
+    while j >= 0:
+        g, dtsum = _carry_tile(g, dtsum, A2, Cfix, t_start + j * T, L, dmask, u_row, dt_row, z_row, dout_row,
+                               C_tiles, s_ul, s_dl, s_zl, bias, HAS_Z, HAS_BIAS, SOFTPLUS, C_VAR, False, NP, T, TM,
+                               POLY)
+        j -= 1
+    row = ((pid_b * n_seg + seg) * dim + d) * NP
+    for n in tl.static_range(NP):
+        tl.store(seg_g_ptr + row + n, g[n], mask=dmask)
+    tl.store(seg_dt_ptr + (pid_b * n_seg + seg) * dim + d, dtsum, mask=dmask)
 
 
 # --------------------------------------------------------------------------------- forward variants (opt-in)

@@ -1,0 +1,117 @@
+"""The opt-in thread-backward variants (``_impl="bwd_<name>"``) against the PyTorch loop reference.
+
+Each variant pairs the default forward with a version of the thread backward: variable dB/dC summed over a
+program's channels by a tensor-core product into per-program partials (``BC_DOT``), fp32 or bf16 B/C tiles,
+software exponentials, and sequence segments (a carry pass, then every segment in parallel). Under the Triton
+interpreter on CPU (conftest) one SM is assumed, so a program per (batch, 32 channels) and lengths of a few chunks
+already split the sequence into segments; the launches are spied on to make sure the paths under test ran.
+"""
+
+import pytest
+import torch
+
+import mamba_core.ops.selective_scan_triton as sst
+from mamba_core.ops.selective_scan_ref import selective_scan_ref
+from mamba_core.ops.selective_scan_triton import KERNEL_PAIRS, THREAD_BWD_VARIANTS, selective_scan_triton
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+ARG_NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
+
+
+def make_inputs(batch, dim, seqlen, dstate, b_form, c_form, dtype=torch.float32, groups=1, seed=0):
+    """Random inputs in mamba's ranges with D, z and delta_bias; b_form/c_form: 'fixed', 'var' or 'group'."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def rnd(*shape, scale=1.0, dt=torch.float32):
+        return (torch.randn(*shape, generator=gen) * scale).to(DEVICE, dt).requires_grad_()
+
+    def bc(form):
+        if form == "fixed":
+            return rnd(dim, dstate)
+        if form == "var":
+            return rnd(batch, dstate, seqlen, dt=dtype)
+        return rnd(batch, groups, dstate, seqlen, dt=dtype)
+
+    return {
+        "u": rnd(batch, dim, seqlen, dt=dtype),
+        "delta": (0.5 * torch.rand(batch, dim, seqlen, generator=gen)).to(DEVICE, dtype).requires_grad_(),
+        "A": (-0.5 * torch.rand(dim, dstate, generator=gen) - 0.1).to(DEVICE).requires_grad_(),
+        "B": bc(b_form),
+        "C": bc(c_form),
+        "D": rnd(dim),
+        "z": rnd(batch, dim, seqlen, dt=dtype),
+        "delta_bias": rnd(dim, scale=0.3),
+    }
+
+
+class LaunchSpy:
+    """Stands in for a Triton kernel object in ``selective_scan_triton``'s namespace and records its launches."""
+
+    def __init__(self, kernel):
+        self.kernel, self.launches = kernel, []
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs):
+            self.launches.append(kwargs)
+            return self.kernel[grid](*args, **kwargs)
+        return launch
+
+
+# (variant, N, B form, C form, dtype, groups, dim, length): N = 4, 16 and 5 (padded, not a power of two); lengths
+# not a multiple of the chunk (16) nor of the tile (2), over 3 chunks; dim 64 with 2 groups: two programs, one each.
+CASES = [
+    ("thread_dot", 16, "var", "var", torch.float32, 1, 32, 37),
+    ("thread_dot_poly1", 5, "fixed", "var", torch.bfloat16, 1, 32, 41),
+    ("thread_dot_seg1", 4, "group", "group", torch.float32, 2, 64, 35),
+    ("thread_seg", 16, "var", "fixed", torch.bfloat16, 1, 32, 37),
+    ("thread_dot_bf16bc", 4, "var", "var", torch.bfloat16, 1, 32, 45),
+    ("thread_dot_t1", 4, "var", "var", torch.float32, 1, 32, 21),
+]
+TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 2e-2}  # max |error| / max |reference gradient|
+
+
+@pytest.mark.parametrize("variant,dstate,b_form,c_form,dtype,groups,dim,seqlen", CASES)
+def test_bwd_variant_gradients_match_reference(monkeypatch, variant, dstate, b_form, c_form, dtype, groups, dim,
+                                               seqlen):
+    bc_dot, _, _, n_seg, _ = THREAD_BWD_VARIANTS[variant]
+    bwd_spy = LaunchSpy(sst._thread_bwd_kernel)
+    carry_spy = LaunchSpy(sst._thread_bwd_carry_kernel)
+    monkeypatch.setattr(sst, "_thread_bwd_kernel", bwd_spy)
+    monkeypatch.setattr(sst, "_thread_bwd_carry_kernel", carry_spy)
+    inp = make_inputs(1, dim, seqlen, dstate, b_form, c_form, dtype=dtype, groups=groups)
+    args = [inp[k] for k in ARG_NAMES]
+    out = selective_scan_triton(*args, delta_softplus=True, _impl=f"bwd_{variant}")
+    dout = torch.randn(out.shape, generator=torch.Generator().manual_seed(1)).to(out.device, out.dtype)
+    grads = torch.autograd.grad(out, args, dout)
+    ref_args = [a.detach().float().requires_grad_() for a in args]
+    ref_out = selective_scan_ref(*ref_args, delta_softplus=True)
+    ref_grads = torch.autograd.grad(ref_out, ref_args, dout.float())
+
+    for name, grad, ref in zip(ARG_NAMES, grads, ref_grads, strict=True):
+        assert grad.shape == ref.shape and grad.dtype == args[ARG_NAMES.index(name)].dtype, name
+        err = (grad.float() - ref).abs().max().item() / ref.abs().max().item()
+        assert err < TOLERANCE[dtype], f"d{name}: relative error {err:.2e}"
+    assert len(bwd_spy.launches) == 1 and bwd_spy.launches[0]["BC_DOT"] == bc_dot
+    assert len(carry_spy.launches) == (0 if n_seg == 1 else 1)  # the interpreter's one SM: segments when allowed
+
+
+def test_bwd_variants_are_registered_with_the_default_forward():
+    for name in THREAD_BWD_VARIANTS:
+        assert KERNEL_PAIRS[f"bwd_{name}"] == (KERNEL_PAIRS["auto"][0], name)
+        assert f"bwd_{name}" in sst.IMPLS
+    assert KERNEL_PAIRS["auto"] == ("thread_split2_poly1", "scan")  # the default is unchanged
+
+
+def test_bwd_variant_falls_back_to_scan_backward_for_large_n(monkeypatch):
+    """N > 16 does not fit the thread kernels: the pair runs the seq forward and the scan backward."""
+    scan_spy = LaunchSpy(sst._scan_bwd_kernel)
+    monkeypatch.setattr(sst, "_scan_bwd_kernel", scan_spy)
+    inp = make_inputs(1, 4, 19, 17, "var", "var")
+    args = [inp[k] for k in ARG_NAMES]
+    out = selective_scan_triton(*args, delta_softplus=True, _impl="bwd_thread_dot")
+    grads = torch.autograd.grad(out.sum(), args)
+    ref_args = [a.detach().requires_grad_() for a in args]
+    ref_grads = torch.autograd.grad(selective_scan_ref(*ref_args, delta_softplus=True).sum(), ref_args)
+    for grad, ref in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(grad, ref, rtol=1e-4, atol=1e-4)
+    assert len(scan_spy.launches) == 1
