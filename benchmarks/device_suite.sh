@@ -50,6 +50,9 @@ for section in "$@"; do
     kernel-variants)  # opt-in thread-forward variants vs the default, (8, 2048, 2048, 16) bf16 fwd and fwd+bwd (~3 min)
       nvidia-smi -L
       run 300 kernel_variants.log python3 benchmarks/scan.py --variants ;;
+    kernel-bwd-variants)  # opt-in thread-backward variants vs "auto": fwd+bwd and bwd ms, gradient errors (~3-5 min)
+      nvidia-smi -L
+      run 300 kernel_bwd_variants.log python3 benchmarks/scan.py --bwd-variants ;;
     ddp)  # tokens/s on 1 vs 2 GPUs, DNA pretraining at L = 2^16 (issue #8)
       run 290 ddp.log python3 benchmarks/ddp_scaling.py --devices 1 2 --out runs/ddp_scaling --timeout 130
       cp runs/ddp_scaling/results.md "$OUT/ddp_results.md" 2>/dev/null ;;

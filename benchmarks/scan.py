@@ -16,6 +16,12 @@
 --sass    no GPU needed: compiles the thread forwards for sm_90 offline and counts, per 8-step tile of the hot
           loop, MUFU.EX2 / FFMA / FMUL / FADD / shuffles / all instructions per channel and step, with registers
           and spills (cuobjdump from Triton's NVIDIA backend).
+--sass-bwd  no GPU needed: the same for the backward kernels (the scan backward of "auto", the thread backward and
+          its opt-in variants sst.THREAD_BWD_VARIANTS): registers, spills, and per channel and step MUFU / FFMA /
+          FMUL / FADD / SHFL / BAR / RED+ATOM / LDG / STG / LDS / STS / HMMA on the hot path.
+--bwd-variants  every opt-in backward variant (_impl "bwd_<name>": the default forward with that backward) against
+          "auto": fwd+bwd and backward-only ms at (8, 2048, 2048, 16) and (1, 65536, 2048, 16) bf16, and the max
+          relative error of every gradient against "auto"'s.
 """
 
 from __future__ import annotations
@@ -496,11 +502,169 @@ def sass(args):
                   + f" | {shfl * per:.1f} | {sum(ops.values()) * per:.1f} |", flush=True)
 
 
+# ------------------------------------------------------------------------------------------- backward variants
+BWD_SHAPES = ((8, 2048, 2048, 16), (1, 65536, 2048, 16))
+
+
+def bwd_variants(args):
+    """fwd+bwd and backward-only time of "auto" (default forward + scan backward), the thread backward and every
+    THREAD_BWD_VARIANTS backward (each after the default forward), bf16, var B/C, D, z, bias, softplus; with the
+    max relative error (max abs diff / max abs) of each gradient against "auto"'s."""
+    shapes = ((1, 40, 32, 8),) if SMOKE else BWD_SHAPES
+    impls = ["auto", "thread"] + [f"bwd_{name}" for name in sst.THREAD_BWD_VARIANTS]
+    failures = 0
+    for batch, seqlen, dim, dstate in shapes:
+        inp = make_inputs(batch, dim, seqlen, dstate, torch.bfloat16)
+        leaves = [inp[k] for k in ARGS if inp[k] is not None]
+        names = [k for k in ARGS if inp[k] is not None]
+        print(f"\nbackward variants at (batch, L, dim, N) = ({batch}, {seqlen}, {dim}, {dstate}) bf16; bwd = "
+              "torch.autograd.grad of a saved forward (retain_graph)")
+        print("| _impl | backward kernel | fwd+bwd ms | bwd ms | " + " | ".join(f"d{k} rel. err" for k in names) + " |")
+        print("|---|---|---|---|" + "---|" * len(names))
+        ref = None
+        for impl in impls:
+            fn = (lambda *a, impl=impl, **k: selective_scan_triton(*a, _impl=impl, **k))
+            try:
+                out = call(fn, inp)
+                dout = torch.randn_like(out, generator=torch.Generator(out.device).manual_seed(1))
+                grads = torch.autograd.grad(out, leaves, dout, retain_graph=True)
+                bwd = bench_ms(lambda out=out, dout=dout, leaves=leaves: torch.autograd.grad(out, leaves, dout,
+                                                                                             retain_graph=True), rep=30)
+                del out
+                fb = bench_ms(fwd_bwd_fn(inp, fn), rep=30)
+            except Exception as exc:  # e.g. out of resources: report and go on with the others
+                print(f"| {impl} | failed: {str(exc)[:120]} |||")
+                failures += 1
+                continue
+            if ref is None:
+                ref = [g.float() for g in grads]
+            errs = [(g.float() - r).abs().max().item() / max(r.abs().max().item(), 1e-30)
+                    for g, r in zip(grads, ref, strict=True)]
+            kernel = sst.KERNEL_PAIRS[impl][1]
+            print(f"| {impl} | {kernel} | {fb:.3f} | {bwd:.3f} | " + " | ".join(f"{e:.1e}" for e in errs) + " |",
+                  flush=True)
+            del grads
+    return failures
+
+
+def _compile_sm90(kernel, consts, f32_bc, num_warps, tmp):
+    """Offline sm_90 cubin of a scan kernel: bf16 sequence tensors (and B/C unless ``f32_bc``), unit time strides,
+    16-divisible pointers and sizes; returns the cubin's path."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    half_tensors = ("u", "delta", "z", "out", "dout", "du", "ddelta", "dz")
+    sig, cx, attrs = {}, {}, {}
+    for i, arg in enumerate(kernel.arg_names):
+        if arg in consts:
+            sig[arg], cx[arg] = "constexpr", consts[arg]
+        elif arg in ("s_ul", "s_dl", "s_zl", "s_ol", "s_An"):
+            sig[arg], cx[arg] = "constexpr", 1
+        elif arg.endswith("_ptr"):
+            base = arg[:-4]
+            sig[arg] = "*bf16" if base in half_tensors or (base in ("B", "C") and not f32_bc) else "*fp32"
+            attrs[(i,)] = [["tt.divisibility", 16]]
+        else:
+            sig[arg] = "i32"
+            if arg not in ("dstate", "n_chunks", "c_part"):
+                attrs[(i,)] = [["tt.divisibility", 16]]
+    compiled = triton.compile(ASTSource(fn=kernel, signature=sig, constexprs=cx, attrs=attrs),
+                              target=GPUTarget("cuda", 90, 32), options=dict(num_warps=num_warps))
+    path = os.path.join(tmp, "k.cubin")
+    with open(path, "wb") as f:
+        f.write(compiled.asm["cubin"])
+    return path
+
+
+def _hot_path_counts(sass_text):
+    """Opcode counts along the hot path of a kernel's innermost loops (a backward branch with no other inside its
+    range), summed over those loops (see below which). A loop body split by an if/else (an unconditional forward
+    branch ending the first arm) counts the common part and the larger arm: the full tile, not the one-step tail."""
+    ins = [(int(a, 16), t) for a, t in re.findall(r"/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;", sass_text)]
+    spans = []
+    for addr, text in ins:
+        jump = re.search(r"BRA\s.*?0x([0-9a-f]+)", text)
+        if jump and int(jump.group(1), 16) < addr:
+            spans.append((int(jump.group(1), 16), addr))
+    inner = [(lo, hi) for lo, hi in spans if not any(lo <= a and b <= hi and (a, b) != (lo, hi) for a, b in spans)]
+    nested = [(lo, hi) for lo, hi in inner if any(a <= lo and hi <= b and (a, b) != (lo, hi) for a, b in spans)]
+    # loops inside the chunk loop (thread kernels); else the largest loop (scan: the chunk loop; carry pass: the
+    # full-tile loop, not the one-step tail); loops run once per program (the segment fold) do not count
+    inner = nested or [max(inner, key=lambda span: span[1] - span[0])]
+    total = collections.Counter()
+
+    def ops(lo, hi):
+        return collections.Counter(re.sub(r"^@!?U?P\w+\s+", "", t).split()[0] for a, t in ins if lo <= a < hi)
+
+    for lo, hi in inner:
+        arms = [(a, int(m.group(1), 16)) for a, t in ins
+                if lo < a < hi and (m := re.match(r"BRA\s+0x([0-9a-f]+)", t)) and a < int(m.group(1), 16) <= hi]
+        if not arms:
+            total += ops(lo, hi + 1)
+            continue
+        split, join = max(arms, key=lambda arm: arm[1] - arm[0])  # the outermost if/else of the body
+        first, second = ops(lo, split + 1), ops(split + 1, join)
+        total += (first if sum(first.values()) >= sum(second.values()) else second) + ops(join, hi + 1)
+    return total
+
+
+def sass_bwd(args):
+    """Offline sm_90 compile of the backward kernels (no GPU): registers, spills, hot-path instruction mix."""
+    from mamba_core.ops import selective_scan_triton_thread as stt
+
+    tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+    flags = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, B_VAR=True, C_VAR=True, NP=16, CHUNK=16)
+    # (name, kernel, constexprs, fp32 B/C, num_warps, channel-steps per thread on the hot path)
+    block_d, _, warps = sst._pick_config("scan", 8, 2048, 2048, 16, 2048, torch.device("cpu"), chunk=16,
+                                         backward=True)
+    kernels = [("scan (auto)", sst._scan_bwd_kernel, dict(BLOCK_D=block_d), False, warps,
+                block_d * 16 / (32 * warps))]
+    thread = dict(BLOCK_D=32, T=2, TM=2, BC_DOT=False, POLY=0, INTERP=False)
+    kernels.append(("thread", stt._thread_bwd_kernel, thread, False, 1, 2.0))
+    compiled = set()
+    for name, (bc_dot, f32, poly, _, tile) in sst.THREAD_BWD_VARIANTS.items():
+        tile = tile or 2
+        if (bc_dot, f32, poly, tile) not in compiled:  # segments do not change the kernel
+            compiled.add((bc_dot, f32, poly, tile))
+            kernels.append((name, stt._thread_bwd_kernel, dict(thread, BC_DOT=bc_dot, POLY=poly, T=tile, TM=tile),
+                            f32, 1, float(tile)))
+    carry = {k: v for k, v in thread.items() if k in ("BLOCK_D", "T", "TM", "POLY")}
+    kernels.append(("segment carry pass (all but the last segment)", stt._thread_bwd_carry_kernel, carry, True, 1,
+                    2.0))
+    keys = ("MUFU.EX2", "FFMA", "FMUL", "FADD", "SHFL", "BAR", "RED/ATOM", "LDG", "STG", "LDS", "STS", "HMMA")
+    print(f"sm_90, bf16 u/delta/z/dout, var B/C, D, z, bias, softplus, N=16, CHUNK=16; scan: BLOCK_D={block_d}, "
+          f"{warps} warps; thread: BLOCK_D=32, T=2 (_t1: 1), 1 warp. Per channel and step (thread instructions) on "
+          "the hot path of the innermost loops (thread: the chunk re-run and the backward tile loop):")
+    print("| kernel | regs | spill (stack/local B) | " + " | ".join(keys).replace("STS", "STS(M)").replace(
+        "LDS", "LDS(M)") + " | all instr. |")
+    print("|---|---|---|" + "---|" * (len(keys) + 1))
+    with __import__("tempfile").TemporaryDirectory() as tmp:
+        for name, kernel, extra, f32, num_warps, steps in kernels:
+            consts = {k: v for k, v in dict(flags, **extra).items() if k in kernel.arg_names}
+            path = _compile_sm90(kernel, consts, f32, num_warps, tmp)
+            res = subprocess.run([tool, "-res-usage", path], capture_output=True, text=True).stdout
+            regs, stack, local = (re.search(rf"{k}:(\d+)", res).group(1) for k in ("REG", "STACK", "LOCAL"))
+            ops = _hot_path_counts(subprocess.run([tool, "-sass", path], capture_output=True, text=True).stdout)
+            merged = collections.Counter()
+            for op, count in ops.items():
+                base = op.split(".")[0]
+                key = op if op == "MUFU.EX2" else {"RED": "RED/ATOM", "ATOM": "RED/ATOM", "ATOMG": "RED/ATOM",
+                                                   "REDG": "RED/ATOM", "STSM": "STS", "LDSM": "LDS"}.get(base, base)
+                merged[key] += count
+            print(f"| {name} | {regs} | {stack}/{local} | "
+                  + " | ".join(f"{merged.get(k, 0) / steps:.1f}" for k in keys)
+                  + f" | {sum(ops.values()) / steps:.1f} |", flush=True)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for flag in ("check", "tune", "segments", "bench", "decode", "quick", "variants", "sass"):
+    for flag in ("check", "tune", "segments", "bench", "decode", "quick", "variants", "sass", "sass-bwd",
+                 "bwd-variants"):
         p.add_argument(f"--{flag}", action="store_true")
     args = p.parse_args()
+    if args.sass_bwd and not any(getattr(args, f) for f in ("check", "tune", "segments", "bench", "decode", "quick",
+                                                            "variants", "sass", "bwd_variants")):
+        raise SystemExit(sass_bwd(args))
     if args.sass and not any(getattr(args, f) for f in ("check", "tune", "segments", "bench", "decode", "quick",
                                                         "variants")):
         raise SystemExit(sass(args))
@@ -509,7 +673,8 @@ def main():
     print(DEV if SMOKE else torch.cuda.get_device_name(), "torch", torch.__version__, "triton", triton.__version__)
     failures = 0
     for flag, fn in (("quick", quick), ("check", check), ("tune", tune), ("segments", segments), ("bench", bench),
-                     ("decode", decode), ("variants", variants), ("sass", sass)):
+                     ("decode", decode), ("variants", variants), ("sass", sass), ("sass_bwd", sass_bwd),
+                     ("bwd_variants", bwd_variants)):
         if getattr(args, flag):
             t0 = time.time()
             try:
