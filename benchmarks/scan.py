@@ -619,15 +619,15 @@ def sass_bwd(args):
                                          backward=True)
     kernels = [("scan (auto)", sst._scan_bwd_kernel, dict(BLOCK_D=block_d), False, warps,
                 block_d * 16 / (32 * warps))]
-    thread = dict(BLOCK_D=32, T=2, TM=2, BC_DOT=False, POLY=0, INTERP=False)
+    thread = dict(BLOCK_D=32, T=2, TM=2, BC_DOT=False, POLY=0, INTERP=False, DOT_COLS=0)
     kernels.append(("thread", stt._thread_bwd_kernel, thread, False, 1, 2.0))
     compiled = set()
-    for name, (bc_dot, f32, poly, _, tile) in sst.THREAD_BWD_VARIANTS.items():
+    for name, (bc_dot, f32, poly, _, tile, dot_cols) in sst.THREAD_BWD_VARIANTS.items():
         tile = tile or 2
-        if (bc_dot, f32, poly, tile) not in compiled:  # segments do not change the kernel
-            compiled.add((bc_dot, f32, poly, tile))
-            kernels.append((name, stt._thread_bwd_kernel, dict(thread, BC_DOT=bc_dot, POLY=poly, T=tile, TM=tile),
-                            f32, 1, float(tile)))
+        if (bc_dot, f32, poly, tile, dot_cols) not in compiled:  # segments do not change the kernel
+            compiled.add((bc_dot, f32, poly, tile, dot_cols))
+            kernels.append((name, stt._thread_bwd_kernel, dict(thread, BC_DOT=bc_dot, POLY=poly, T=tile, TM=tile,
+                                                               DOT_COLS=dot_cols), f32, 1, float(tile)))
     carry = {k: v for k, v in thread.items() if k in ("BLOCK_D", "T", "TM", "POLY")}
     kernels.append(("segment carry pass (all but the last segment)", stt._thread_bwd_carry_kernel, carry, True, 1,
                     2.0))

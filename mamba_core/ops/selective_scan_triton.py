@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+from typing import NamedTuple
 
 import torch
 import triton
@@ -511,22 +512,31 @@ THREAD_VARIANTS = {"thread_lanes1_bf16bc": (1, 0, False), "thread_lanes1": (1, 0
                    "thread_split2": (2, 0, True), "thread_split2_poly1": (2, 1, True),
                    "thread_split4": (4, 0, True), "thread_split4_poly1": (4, 1, True)}
 THREAD_VARIANT_MIN_WARPS_PER_SM = 2
-# Opt-in variants of the thread backward (``_thread_bwd_kernel``), each paired with the default forward as _impl
-# "bwd_<name>": name -> (BC_DOT: variable dB/dC summed over a program's channels by a tensor-core product and stored
-# as per-program partials that torch sums, instead of a shuffle butterfly per value and atomics; fp32 B/C tiles;
-# POLY states per step whose exponentials run on the FMA pipe; sequence segments, None: enough for about
-# THREAD_BWD_WARPS_PER_SM one-warp programs per SM; steps per unrolled tile, None: the thread backward's 2).
-# Not yet timed on a GPU: `benchmarks/scan.py --bwd-variants` times them, `--sass-bwd` counts their instructions.
+class ThreadBwdVariant(NamedTuple):
+    """An opt-in configuration of the thread backward (``_thread_bwd_kernel``)."""
+
+    bc_dot: bool  # variable dB/dC: channel sums by a tensor-core product into per-program partials (no atomics)
+    fp32_bc: bool  # B/C tiles in fp32 (no per-lane bf16 unpacking)
+    poly: int = 0  # states per step whose exponentials run on the FMA pipe (``_exp2_fma``)
+    n_seg: int | None = None  # sequence segments; None: about THREAD_BWD_WARPS_PER_SM one-warp programs per SM
+    tile: int | None = None  # steps per unrolled tile; None: the thread backward's 2
+    dot_cols: int = 0  # columns (tiles x steps) per product; 0: one product per tile
+
+
+# Opt-in variants of the thread backward, each paired with the default forward as _impl "bwd_<name>". Not yet timed
+# on a GPU: `benchmarks/scan.py --bwd-variants` times them, `--sass-bwd` counts their instructions.
 # Why segments: the thread backward holds ~255 registers per lane, and one program per (batch, 32 channels) gives
 # (8, 2048, 2048, 16) 512 one-warp programs, ~1 warp per SM scheduler; its ~1000 sm_90 thread instructions per
 # channel-step would take ~1.2 ms issue-bound at that shape against 5.7 ms measured (H100, run 7): it waits on
 # latency. Segments cost one light pass (``_thread_bwd_carry_kernel``, one exponential per element) over all but
-# the last segment.
+# the last segment. The one-product-per-tile dB/dC sums keep 2*N*T values live through the state loop (more
+# registers: the compiler recomputes exponentials); dot_cols=16 sums 16 columns at a time.
 THREAD_BWD_VARIANTS = {
-    "thread_dot": (True, True, 0, None, None), "thread_seg": (False, True, 0, None, None),
-    "thread_dot_seg1": (True, True, 0, 1, None), "thread_dot_t1": (True, True, 0, None, 1),
-    "thread_dot_poly1": (True, True, 1, None, None), "thread_dot_poly4": (True, True, 4, None, None),
-    "thread_dot_bf16bc": (True, False, 0, None, None), "thread_f32bc": (False, True, 0, 1, None)}
+    "thread_dot": ThreadBwdVariant(True, True), "thread_seg": ThreadBwdVariant(False, True),
+    "thread_dot_g16": ThreadBwdVariant(True, True, dot_cols=16),
+    "thread_dot_seg1": ThreadBwdVariant(True, True, n_seg=1), "thread_dot_t1": ThreadBwdVariant(True, True, tile=1),
+    "thread_dot_poly1": ThreadBwdVariant(True, True, poly=1), "thread_dot_poly4": ThreadBwdVariant(True, True, poly=4),
+    "thread_dot_bf16bc": ThreadBwdVariant(True, False), "thread_f32bc": ThreadBwdVariant(False, True, n_seg=1)}
 THREAD_BWD_WARPS_PER_SM = 8
 IMPLS = ("auto", "thread", "thread_scan", "seq", "scan", *THREAD_VARIANTS,
          *(f"bwd_{name}" for name in THREAD_BWD_VARIANTS))
@@ -751,7 +761,8 @@ def _backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
     batch, dim, seqlen, dstate = u.shape[0], u.shape[1], u.shape[2], A.shape[1]
     np2, n_chunks = states.shape[-1], states.shape[2]
     Bg, b_var, Cg, c_var, n_groups = _grouped_bc(B, C)
-    bc_dot, fp32_bc, poly, n_seg, variant_tile = THREAD_BWD_VARIANTS.get(impl, (False, False, 0, 1, None))
+    bc_dot, fp32_bc, poly, n_seg, variant_tile, dot_cols = THREAD_BWD_VARIANTS.get(
+        impl, ThreadBwdVariant(False, False, n_seg=1))
     tile = tile or variant_tile
     if impl in THREAD_BWD_VARIANTS:
         block_d, _, num_warps, _, _ = _pick_thread_config(batch, dim, seqlen, dim // n_groups, u.device, block_d,
@@ -820,7 +831,7 @@ def _backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
         _thread_bwd_kernel[(*grid, n_seg)](
             u, delta, A, Bt, Ct, *inputs[5:], scratch, *grads, dim, seqlen, n_chunks, dim // n_groups, dstate,
             n_groups, *strides, parts, c_part, seg_g, seg_dt, chunks_per_seg, n_seg, T=tile, TM=tile, BC_DOT=bc_dot,
-            POLY=min(poly, np2), INTERP=os.environ.get("TRITON_INTERPRET") == "1", **flags)
+            POLY=min(poly, np2), INTERP=os.environ.get("TRITON_INTERPRET") == "1", DOT_COLS=dot_cols, **flags)
         if bc_dot:  # sum each group's blocks
             sums = parts.unflatten(2, (n_groups, grid[1] // n_groups)).sum(3)
             dB = sums[0] if b_var else dB

@@ -324,11 +324,11 @@ def _join_all(tiles, K: tl.constexpr):
 
 
 @triton.jit
-def _store_channel_sums(parts, part_ptr, c_part, t0, L, K: tl.constexpr, N_PARTS: tl.constexpr,
+def _store_channel_sums(parts, part_ptr, c_part, t0, L, K: tl.constexpr, FIRST: tl.constexpr, N_PARTS: tl.constexpr,
                         BOTH: tl.constexpr, T: tl.constexpr, BLOCK_D: tl.constexpr, INTERP: tl.constexpr):
     """Sum K (BLOCK_D, T) tiles of steps t0.. over their channel axis (the lanes) and store the sums of the first
-    N_PARTS: tile p holds state p (dB or dC alone) or, with BOTH, dB (p even) and dC (p odd) of state p // 2, at
-    ``part_ptr + n * L + t`` (+ ``c_part`` for dC); the rest is zero padding.
+    N_PARTS: tile p holds part FIRST + p, i.e. state FIRST + p (dB or dC alone) or, with BOTH, dB (even parts) and
+    dC (odd) of state (FIRST + p) // 2, at ``part_ptr + n * L + t`` (+ ``c_part`` for dC); the rest is padding.
 
     The sum over lanes is a matrix product ones(16, 2*BLOCK_D) @ X on the tensor cores, X's rows 2c and 2c + 1
     being channel c's values split into bf16 hi and lo (16 significant bits, relative error <= 2^-17 per value;
@@ -353,12 +353,14 @@ def _store_channel_sums(parts, part_ptr, c_part, t0, L, K: tl.constexpr, N_PARTS
         if (1 << b) < K:
             p = p * 2 + ((low >> b) & 1)
     t = t0 + col // K
+    valid = (p < N_PARTS) & (t < L)
+    p += FIRST
     if BOTH:
         offs = (p % 2) * c_part + (p // 2) * L + t
     else:
         offs = p * L + t
     rows = tl.arange(0, 16)[:, None]
-    tl.store(part_ptr + offs + rows * 0, sums, mask=(rows == 0) & (p < N_PARTS) & (t < L))
+    tl.store(part_ptr + offs + rows * 0, sums, mask=(rows == 0) & valid)
 
 
 @triton.jit
@@ -368,15 +370,16 @@ def _thread_bwd_tile(h_start, g, acc, t0, L, dmask, pid_b, grp, n_groups, dim,
                      HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
                      B_VAR: tl.constexpr, C_VAR: tl.constexpr, MASK_T: tl.constexpr,
                      NP: tl.constexpr, T: tl.constexpr, TM: tl.constexpr,
-                     part_ptr, c_part, BC_DOT: tl.constexpr, POLY: tl.constexpr, INTERP: tl.constexpr):
+                     part_ptr, c_part, BC_DOT: tl.constexpr, POLY: tl.constexpr, INTERP: tl.constexpr,
+                     DOT_COLS: tl.constexpr):
     """Gradients of steps t0 .. t0+T-1 given the state before t0 (``h_start``) and the adjoint carry ``g``
     (a_{t+1} * G_{t+1} from the step after the tile). Returns the carry for the tile before and the accumulators
     ``acc`` = (dA tuple, dB-fixed tuple, dC-fixed tuple, dD, dbias).
 
     Variable dB/dC: without BC_DOT, sums over the program's channels (a shuffle butterfly per value) go to
     (batch, G, NP, L) with atomics; with BC_DOT, ``_store_channel_sums`` stores them with plain stores at
-    ``part_ptr`` (this program's (NP, L) block of dB partials; dC's at + ``c_part``). POLY: states whose
-    exponentials run on the FMA pipe."""
+    ``part_ptr`` (this program's (NP, L) block of dB partials; dC's at + ``c_part``), one product per DOT_COLS
+    columns (tiles x steps; 0: one for the whole tile). POLY: states whose exponentials run on the FMA pipe."""
     dA_acc, dBf_acc, dCf_acc, dD_acc, dbias_acc = acc
     tt, t, m2, u, dt_pre, dt = _tile_inputs(t0, L, dmask, u_row, dt_row, s_ul, s_dl, bias, HAS_BIAS, SOFTPLUS,
                                             MASK_T, T)
@@ -431,7 +434,15 @@ def _thread_bwd_tile(h_start, g, acc, t0, L, dmask, pid_b, grp, n_groups, dim,
     dBn = ()
     dCn = ()
     tmask = t < L
-    parts = ()  # BC_DOT: per-channel (BLOCK_D, T) dB/dC tiles
+    parts = ()  # BC_DOT: per-channel (BLOCK_D, T) dB/dC tiles, state by state (dB before dC)
+    PER_N: tl.constexpr = B_VAR + C_VAR
+    if DOT_COLS == 0 or DOT_COLS // T >= PER_N * NP:
+        DOT_PARTS: tl.constexpr = PER_N * NP
+    elif DOT_COLS // T <= PER_N:
+        DOT_PARTS: tl.constexpr = PER_N
+    else:
+        DOT_PARTS: tl.constexpr = DOT_COLS // T
+    K_PARTS: tl.constexpr = DOT_PARTS if DOT_PARTS * T >= 16 else 16 // T  # a product needs >= 16 columns
     for n in tl.static_range(NP):
         G_n = g[n]
         dA_n = dA_acc[n]
@@ -480,6 +491,8 @@ def _thread_bwd_tile(h_start, g, acc, t0, L, dmask, pid_b, grp, n_groups, dim,
         if B_VAR:  # input-dependent dB/dC: sum over this program's channels, then one atomic per element
             if BC_DOT:
                 parts = parts + (tl.where(m2, _from_columns(dB_c, T), 0.0),)
+                if C_VAR:
+                    parts = parts + (tl.where(m2, _from_columns(dC_c, T), 0.0),)
             else:
                 tl.atomic_add(dB_ptr + bc_row, tl.sum(tl.where(m2, _from_columns(dB_c, T), 0.0), axis=0),
                               mask=tmask, sem="relaxed")
@@ -487,19 +500,20 @@ def _thread_bwd_tile(h_start, g, acc, t0, L, dmask, pid_b, grp, n_groups, dim,
             dBn = dBn + (dBf_acc[n] + dBf_n,)
         if C_VAR:
             if BC_DOT:
-                parts = parts + (tl.where(m2, _from_columns(dC_c, T), 0.0),)
+                if not B_VAR:
+                    parts = parts + (tl.where(m2, _from_columns(dC_c, T), 0.0),)
             else:
                 tl.atomic_add(dC_ptr + bc_row, tl.sum(tl.where(m2, _from_columns(dC_c, T), 0.0), axis=0),
                               mask=tmask, sem="relaxed")
         else:
             dCn = dCn + (dCf_acc[n] + dCf_n,)
-    if BC_DOT:
-        N_PARTS: tl.constexpr = (B_VAR + C_VAR) * NP
-        K_PARTS: tl.constexpr = N_PARTS if N_PARTS * T >= 16 else 16 // T  # the product needs >= 16 columns
-        for _pad in tl.static_range(K_PARTS - N_PARTS):
-            parts = parts + (tl.zeros_like(u),)
-        _store_channel_sums(parts, part_ptr, c_part, t0, L, K_PARTS, N_PARTS, B_VAR and C_VAR, T, dmask.shape[0],
-                            INTERP)
+        if BC_DOT:  # a product per DOT_PARTS tiles (fewer live registers than one at the end)
+            if ((n + 1) * PER_N) % DOT_PARTS == 0:
+                for _pad in tl.static_range(K_PARTS - DOT_PARTS):
+                    parts = parts + (tl.zeros_like(u),)
+                _store_channel_sums(parts, part_ptr, c_part, t0, L, K_PARTS, (n + 1) * PER_N - DOT_PARTS,
+                                    DOT_PARTS, B_VAR and C_VAR, T, dmask.shape[0], INTERP)
+                parts = ()
     g = gn
     dA_acc = dAn
     if not B_VAR:
@@ -535,7 +549,7 @@ def _thread_bwd_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     B_VAR: tl.constexpr, C_VAR: tl.constexpr,
     BLOCK_D: tl.constexpr, NP: tl.constexpr, CHUNK: tl.constexpr, T: tl.constexpr, TM: tl.constexpr,
-    BC_DOT: tl.constexpr = False, POLY: tl.constexpr = 0, INTERP: tl.constexpr = False,
+    BC_DOT: tl.constexpr = False, POLY: tl.constexpr = 0, INTERP: tl.constexpr = False, DOT_COLS: tl.constexpr = 0,
 ):
     """Backward of the thread forward, one lane per channel: chunks last to first; per chunk the states are
     recomputed from the saved chunk-start state with the state at every tile start parked in a private scratch
@@ -623,13 +637,14 @@ def _thread_bwd_kernel(
                                           u_row, dt_row, z_row, dout_row, grad_row, du_ptr, ddelta_ptr, dz_ptr,
                                           dB_ptr, dC_ptr, A2, Bfix, Cfix, Dv, bias, B_tiles, C_tiles,
                                           s_ul, s_dl, s_zl, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR, C_VAR, False,
-                                          NP, T, TM, part_blk, c_part, BC_DOT, POLY, INTERP)
+                                          NP, T, TM, part_blk, c_part, BC_DOT, POLY, INTERP, DOT_COLS)
             else:
                 g, acc = _thread_bwd_tile(h_start, g, acc, c * CHUNK + n_full * T + (j - n_full), L, dmask, pid_b,
                                           grp, n_groups, dim, u_row, dt_row, z_row, dout_row, grad_row, du_ptr,
                                           ddelta_ptr, dz_ptr, dB_ptr, dC_ptr, A2, Bfix, Cfix, Dv, bias, B_tiles,
                                           C_tiles, s_ul, s_dl, s_zl, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR,
-                                          C_VAR, True, NP, 1, TM, part_blk, c_part, BC_DOT, POLY, INTERP)
+                                          C_VAR, True, NP, 1, TM, part_blk, c_part, BC_DOT, POLY, INTERP,
+                                          DOT_COLS)
             j -= 1
         c -= 1
 

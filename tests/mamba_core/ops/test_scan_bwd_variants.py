@@ -66,6 +66,7 @@ CASES = [
     ("thread_seg", 16, "var", "fixed", torch.bfloat16, 1, 32, 37),
     ("thread_dot_bf16bc", 4, "var", "var", torch.bfloat16, 1, 32, 45),
     ("thread_dot_t1", 4, "var", "var", torch.float32, 1, 32, 21),
+    ("thread_dot_g16", 16, "group", "group", torch.float32, 2, 64, 21),
 ]
 TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 2e-2}  # max |error| / max |reference gradient|
 
@@ -73,7 +74,7 @@ TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 2e-2}  # max |error| / max |re
 @pytest.mark.parametrize("variant,dstate,b_form,c_form,dtype,groups,dim,seqlen", CASES)
 def test_bwd_variant_gradients_match_reference(monkeypatch, variant, dstate, b_form, c_form, dtype, groups, dim,
                                                seqlen):
-    bc_dot, _, _, n_seg, _ = THREAD_BWD_VARIANTS[variant]
+    variant_cfg = THREAD_BWD_VARIANTS[variant]
     bwd_spy = LaunchSpy(sst._thread_bwd_kernel)
     carry_spy = LaunchSpy(sst._thread_bwd_carry_kernel)
     monkeypatch.setattr(sst, "_thread_bwd_kernel", bwd_spy)
@@ -91,8 +92,10 @@ def test_bwd_variant_gradients_match_reference(monkeypatch, variant, dstate, b_f
         assert grad.shape == ref.shape and grad.dtype == args[ARG_NAMES.index(name)].dtype, name
         err = (grad.float() - ref).abs().max().item() / ref.abs().max().item()
         assert err < TOLERANCE[dtype], f"d{name}: relative error {err:.2e}"
-    assert len(bwd_spy.launches) == 1 and bwd_spy.launches[0]["BC_DOT"] == bc_dot
-    assert len(carry_spy.launches) == (0 if n_seg == 1 else 1)  # the interpreter's one SM: segments when allowed
+    assert len(bwd_spy.launches) == 1 and bwd_spy.launches[0]["BC_DOT"] == variant_cfg.bc_dot
+    assert bwd_spy.launches[0]["DOT_COLS"] == variant_cfg.dot_cols
+    # the interpreter counts one SM: a variant splits the sequence unless told not to
+    assert len(carry_spy.launches) == (0 if variant_cfg.n_seg == 1 else 1)
 
 
 def test_bwd_variants_are_registered_with_the_default_forward():
