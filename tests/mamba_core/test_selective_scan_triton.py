@@ -9,67 +9,13 @@ import torch
 
 from mamba_core.ops.selective_scan_ref import selective_scan_ref
 from mamba_core.ops.selective_scan_triton import selective_scan_triton
-
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-ARG_NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
-
-
-def make_inputs(batch, dim, seqlen, dstate, b_form, c_form, has_d, has_z, has_bias, dtype=torch.float32, groups=1,
-                seed=0):
-    """Random inputs in mamba's usual ranges; b_form/c_form: 'fixed' (dim, N), 'var' (batch, N, L), 'group'."""
-    gen = torch.Generator().manual_seed(seed)
-
-    def rnd(*shape, scale=1.0, shift=0.0, dt=torch.float32):
-        return (torch.randn(*shape, generator=gen) * scale + shift).to(DEVICE, dt).requires_grad_()
-
-    def bc(form):
-        if form == "fixed":
-            return rnd(dim, dstate)
-        if form == "var":
-            return rnd(batch, dstate, seqlen, dt=dtype)
-        return rnd(batch, groups, dstate, seqlen, dt=dtype)
-
-    A = (-0.5 * torch.rand(dim, dstate, generator=gen) - 0.1).to(DEVICE).requires_grad_()
-    return {
-        "u": rnd(batch, dim, seqlen, dt=dtype),
-        "delta": (0.5 * torch.rand(batch, dim, seqlen, generator=gen)).to(DEVICE, dtype).requires_grad_(),
-        "A": A,
-        "B": bc(b_form),
-        "C": bc(c_form),
-        "D": rnd(dim) if has_d else None,
-        "z": rnd(batch, dim, seqlen, dt=dtype) if has_z else None,
-        "delta_bias": rnd(dim, scale=0.3) if has_bias else None,
-    }
-
-
-def run_both(inputs, softplus, **kernel_kwargs):
-    """Output, last state and gradients of the kernel and of the reference, for one random output gradient."""
-    leaves = [inputs[k] for k in ARG_NAMES if inputs[k] is not None]
-    results = []
-    for fn, kw in ((selective_scan_triton, kernel_kwargs), (selective_scan_ref, {})):
-        out, last = fn(*[inputs[k] for k in ARG_NAMES], delta_softplus=softplus, return_last_state=True, **kw)
-        grad_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(1)).to(out)
-        grads = torch.autograd.grad((out.float() * grad_out.float()).sum(), leaves)
-        results.append((out, last, dict(zip([k for k in ARG_NAMES if inputs[k] is not None], grads, strict=True))))
-    return results
-
-
-def assert_close_scaled(actual, expected, tol, what):
-    """max |actual - expected| relative to max |expected| (gradients sum over L, so per-element rtol is too strict)."""
-    assert actual.dtype == expected.dtype and actual.shape == expected.shape, what
-    err = (actual.float() - expected.float()).abs().max().item()
-    scale = max(expected.float().abs().max().item(), 1e-3)
-    assert err <= tol * scale, f"{what}: max error {err:.3e} vs scale {scale:.3e}"
-
-
-def check_against_reference(inputs, softplus, tol, grad_tol, **kernel_kwargs):
-    (out, last, grads), (out_r, last_r, grads_r) = run_both(inputs, softplus, **kernel_kwargs)
-    assert_close_scaled(out, out_r, tol, "out")
-    assert last.dtype == torch.float32
-    assert_close_scaled(last, last_r, tol, "last_state")
-    for name, g in grads.items():
-        assert g.dtype == inputs[name].dtype, name
-        assert_close_scaled(g, grads_r[name], grad_tol, f"grad {name}")
+from tests.mamba_core.scan_cases import (
+    ARG_NAMES,
+    DEVICE,
+    assert_close_scaled,
+    check_against_reference,
+    make_inputs,
+)
 
 
 @pytest.mark.parametrize(
@@ -84,7 +30,7 @@ def check_against_reference(inputs, softplus, tol, grad_tol, **kernel_kwargs):
 )
 def test_fp32_matches_reference_across_chunks(b_form, c_form, has_d, has_z, has_bias, softplus, groups):
     inputs = make_inputs(2, 6, 45, 5, b_form, c_form, has_d, has_z, has_bias, groups=groups)
-    check_against_reference(inputs, softplus, 1e-5, 1e-5, _chunk=16, _block_d=2)
+    check_against_reference(inputs, 1e-5, 1e-5, softplus=softplus, _chunk=16, _block_d=2)
 
 
 @pytest.mark.parametrize(
@@ -100,7 +46,7 @@ def test_fp32_matches_reference_across_chunks(b_form, c_form, has_d, has_z, has_
 def test_each_kernel_pair_matches_reference(impl, b_form, c_form, has_d, has_z, has_bias, softplus, groups):
     # The default pairs the thread-per-channel forward and backward; the other kernels on their own too.
     inputs = make_inputs(1, 4, 37, 4, b_form, c_form, has_d, has_z, has_bias, groups=groups, seed=2)
-    check_against_reference(inputs, softplus, 1e-5, 1e-5, _impl=impl, _chunk=8 if impl == "seq" else 16,
+    check_against_reference(inputs, 1e-5, 1e-5, softplus=softplus, _impl=impl, _chunk=8 if impl == "seq" else 16,
                             _block_d=2)
 
 
@@ -112,18 +58,18 @@ def test_thread_forward_segments_and_tiles(n_seg, tile, b_form, c_form, dstate, 
     # The sequence split into segments that run in parallel (each one's start state rebuilt from the earlier ones'
     # local end states) and unrolled tiles that do not divide L must still give the plain recurrence.
     inputs = make_inputs(2, 4, 75, dstate, b_form, c_form, True, True, True, groups=groups, seed=3)
-    check_against_reference(inputs, True, 1e-5, 1e-5, _impl="thread", _chunk=16, _block_d=2, _tile=tile,
+    check_against_reference(inputs, 1e-5, 1e-5, softplus=True, _impl="thread", _chunk=16, _block_d=2, _tile=tile,
                             _n_seg=n_seg)
 
 
 def test_fp32_state16_default_config_odd_dim():
     inputs = make_inputs(1, 3, 50, 16, "var", "var", True, True, True)
-    check_against_reference(inputs, True, 1e-5, 1e-5)
+    check_against_reference(inputs, 1e-5, 1e-5, softplus=True)
 
 
 def test_fp32_large_non_power_of_two_state():
     inputs = make_inputs(1, 3, 40, 20, "var", "fixed", True, False, True)
-    check_against_reference(inputs, True, 1e-5, 1e-5, _chunk=16)
+    check_against_reference(inputs, 1e-5, 1e-5, softplus=True, _chunk=16)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
@@ -131,7 +77,7 @@ def test_half_precision_matches_reference(dtype):
     # Reference and kernel see the same rounded inputs and both accumulate in fp32; what differs is the order of
     # fp32 sums and the final rounding of outputs and gradients to 16 bits (mamba_ssm's test allows 3e-2 for bf16).
     inputs = make_inputs(1, 4, 50, 8, "var", "var", True, True, True, dtype=dtype)
-    check_against_reference(inputs, True, 2e-2, 3e-2, _chunk=16)
+    check_against_reference(inputs, 2e-2, 3e-2, softplus=True, _chunk=16)
 
 
 def test_non_contiguous_inputs():
@@ -140,7 +86,7 @@ def test_non_contiguous_inputs():
         inputs[name] = inputs[name].detach().transpose(1, 2).contiguous().transpose(1, 2).requires_grad_()
     inputs["B"] = inputs["B"].detach().transpose(1, 2).contiguous().transpose(1, 2).requires_grad_()
     assert inputs["u"].stride(-1) != 1 and inputs["B"].stride(-1) != 1
-    check_against_reference(inputs, False, 1e-5, 1e-5, _chunk=16)
+    check_against_reference(inputs, 1e-5, 1e-5, softplus=False, _chunk=16)
 
 
 def test_last_state_only_forward_matches_loop():

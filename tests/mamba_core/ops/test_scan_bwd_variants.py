@@ -13,49 +13,7 @@ import torch
 import mamba_core.ops.selective_scan_triton as sst
 from mamba_core.ops.selective_scan_ref import selective_scan_ref
 from mamba_core.ops.selective_scan_triton import KERNEL_PAIRS, THREAD_BWD_VARIANTS, selective_scan_triton
-
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-ARG_NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
-
-
-def make_inputs(batch, dim, seqlen, dstate, b_form, c_form, dtype=torch.float32, groups=1, seed=0):
-    """Random inputs in mamba's ranges with D, z and delta_bias; b_form/c_form: 'fixed', 'var' or 'group'."""
-    gen = torch.Generator().manual_seed(seed)
-
-    def rnd(*shape, scale=1.0, dt=torch.float32):
-        return (torch.randn(*shape, generator=gen) * scale).to(DEVICE, dt).requires_grad_()
-
-    def bc(form):
-        if form == "fixed":
-            return rnd(dim, dstate)
-        if form == "var":
-            return rnd(batch, dstate, seqlen, dt=dtype)
-        return rnd(batch, groups, dstate, seqlen, dt=dtype)
-
-    return {
-        "u": rnd(batch, dim, seqlen, dt=dtype),
-        "delta": (0.5 * torch.rand(batch, dim, seqlen, generator=gen)).to(DEVICE, dtype).requires_grad_(),
-        "A": (-0.5 * torch.rand(dim, dstate, generator=gen) - 0.1).to(DEVICE).requires_grad_(),
-        "B": bc(b_form),
-        "C": bc(c_form),
-        "D": rnd(dim),
-        "z": rnd(batch, dim, seqlen, dt=dtype),
-        "delta_bias": rnd(dim, scale=0.3),
-    }
-
-
-class LaunchSpy:
-    """Stands in for a Triton kernel object in ``selective_scan_triton``'s namespace and records its launches."""
-
-    def __init__(self, kernel):
-        self.kernel, self.launches = kernel, []
-
-    def __getitem__(self, grid):
-        def launch(*args, **kwargs):
-            self.launches.append(kwargs)
-            return self.kernel[grid](*args, **kwargs)
-        return launch
-
+from tests.mamba_core.scan_cases import ARG_NAMES, LaunchSpy, make_inputs
 
 # (variant, N, B form, C form, dtype, groups, dim, length): N = 4, 16 and 5 (padded, not a power of two); lengths
 # not a multiple of the chunk (16) nor of the tile (2), over 3 chunks; dim 64 with 2 groups: two programs, one each.

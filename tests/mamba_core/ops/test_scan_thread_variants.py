@@ -15,48 +15,14 @@ import mamba_core.ops.selective_scan_triton as sst
 from mamba_core.ops.selective_scan_ref import selective_scan_ref
 from mamba_core.ops.selective_scan_triton import THREAD_VARIANTS, selective_scan_triton
 from mamba_core.ops.selective_scan_triton_thread import _exp2_fma
-
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-ARG_NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
-
-
-def make_inputs(batch, dim, seqlen, dstate, b_form, c_form, dtype=torch.float32, groups=1, seed=0):
-    """Random inputs in mamba's ranges with D, z and delta_bias; b_form/c_form: 'fixed', 'var' or 'group'."""
-    gen = torch.Generator().manual_seed(seed)
-
-    def rnd(*shape, scale=1.0, dt=torch.float32):
-        return (torch.randn(*shape, generator=gen) * scale).to(DEVICE, dt).requires_grad_()
-
-    def bc(form):
-        if form == "fixed":
-            return rnd(dim, dstate)
-        if form == "var":
-            return rnd(batch, dstate, seqlen, dt=dtype)
-        return rnd(batch, groups, dstate, seqlen, dt=dtype)
-
-    return {
-        "u": rnd(batch, dim, seqlen, dt=dtype),
-        "delta": (0.5 * torch.rand(batch, dim, seqlen, generator=gen)).to(DEVICE, dtype).requires_grad_(),
-        "A": (-0.5 * torch.rand(dim, dstate, generator=gen) - 0.1).to(DEVICE).requires_grad_(),
-        "B": bc(b_form),
-        "C": bc(c_form),
-        "D": rnd(dim),
-        "z": rnd(batch, dim, seqlen, dt=dtype),
-        "delta_bias": rnd(dim, scale=0.3),
-    }
-
-
-class LaunchSpy:
-    """Stands in for a Triton kernel object in ``selective_scan_triton``'s namespace and counts its launches."""
-
-    def __init__(self, kernel):
-        self.kernel, self.launches = kernel, []
-
-    def __getitem__(self, grid):
-        def launch(*args, **kwargs):
-            self.launches.append(kwargs)
-            return self.kernel[grid](*args, **kwargs)
-        return launch
+from tests.mamba_core.scan_cases import (
+    ARG_NAMES,
+    DEVICE,
+    LaunchSpy,
+    assert_close_scaled,
+    check_against_reference,
+    make_inputs,
+)
 
 
 @pytest.fixture
@@ -64,29 +30,6 @@ def lanes_spy(monkeypatch):
     spy = LaunchSpy(sst._thread_lanes_fwd_kernel)
     monkeypatch.setattr(sst, "_thread_lanes_fwd_kernel", spy)
     return spy
-
-
-def assert_close_scaled(actual, expected, tol, what):
-    assert actual.dtype == expected.dtype and actual.shape == expected.shape, what
-    err = (actual.float() - expected.float()).abs().max().item()
-    scale = max(expected.float().abs().max().item(), 1e-3)
-    assert err <= tol * scale, f"{what}: max error {err:.3e} vs scale {scale:.3e}"
-
-
-def check_against_reference(inputs, tol, grad_tol, **kernel_kwargs):
-    leaves = [k for k in ARG_NAMES if inputs[k] is not None]
-    results = []
-    for fn, kw in ((selective_scan_triton, kernel_kwargs), (selective_scan_ref, {})):
-        out, last = fn(*[inputs[k] for k in ARG_NAMES], delta_softplus=True, return_last_state=True, **kw)
-        grad_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(1)).to(out)
-        grads = torch.autograd.grad((out.float() * grad_out.float()).sum(), [inputs[k] for k in leaves])
-        results.append((out, last, grads))
-    (out, last, grads), (out_r, last_r, grads_r) = results
-    assert_close_scaled(out, out_r, tol, "out")
-    assert_close_scaled(last, last_r, tol, "last_state")
-    for name, g, g_r in zip(leaves, grads, grads_r, strict=True):
-        assert g.dtype == inputs[name].dtype, name
-        assert_close_scaled(g, g_r, grad_tol, f"grad {name}")
 
 
 @triton.jit
