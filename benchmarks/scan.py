@@ -434,9 +434,9 @@ def variants(args):
               f"{err:.1e} | {err_last:.1e} |", flush=True)
 
 
-def _hot_loop_counts(sass_text):
-    """Opcode counts of the hot loop in cuobjdump -sass text: of the innermost loops (a backward branch with no other
-    inside its range), the one with the most MUFU.EX2 (the unrolled tile; the other is the one-step tail)."""
+def _sass_loops(sass_text):
+    """(instructions [(address, text)], loop spans [(start, end)] of backward branches, the innermost of them) of
+    cuobjdump -sass text."""
     ins = [(int(a, 16), t) for a, t in re.findall(r"/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;", sass_text)]
     spans = []
     for addr, text in ins:
@@ -444,6 +444,13 @@ def _hot_loop_counts(sass_text):
         if jump and int(jump.group(1), 16) < addr:
             spans.append((int(jump.group(1), 16), addr))
     inner = [(lo, hi) for lo, hi in spans if not any(lo <= a and b <= hi and (a, b) != (lo, hi) for a, b in spans)]
+    return ins, spans, inner
+
+
+def _hot_loop_counts(sass_text):
+    """Opcode counts of the hot loop in cuobjdump -sass text: of the innermost loops (a backward branch with no other
+    inside its range), the one with the most MUFU.EX2 (the unrolled tile; the other is the one-step tail)."""
+    ins, spans, inner = _sass_loops(sass_text)
     best = collections.Counter()
     for lo, hi in inner:
         ops = collections.Counter(re.sub(r"^@!?U?P\w+\s+", "", t).split()[0] for a, t in ins if lo <= a <= hi)
@@ -582,13 +589,7 @@ def _hot_path_counts(sass_text):
     """Opcode counts along the hot path of a kernel's innermost loops (a backward branch with no other inside its
     range), summed over those loops (see below which). A loop body split by an if/else (an unconditional forward
     branch ending the first arm) counts the common part and the larger arm: the full tile, not the one-step tail."""
-    ins = [(int(a, 16), t) for a, t in re.findall(r"/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;", sass_text)]
-    spans = []
-    for addr, text in ins:
-        jump = re.search(r"BRA\s.*?0x([0-9a-f]+)", text)
-        if jump and int(jump.group(1), 16) < addr:
-            spans.append((int(jump.group(1), 16), addr))
-    inner = [(lo, hi) for lo, hi in spans if not any(lo <= a and b <= hi and (a, b) != (lo, hi) for a, b in spans)]
+    ins, spans, inner = _sass_loops(sass_text)
     nested = [(lo, hi) for lo, hi in inner if any(a <= lo and hi <= b and (a, b) != (lo, hi) for a, b in spans)]
     # loops inside the chunk loop (thread kernels); else the largest loop (scan: the chunk loop; carry pass: the
     # full-tile loop, not the one-step tail); loops run once per program (the segment fold) do not count

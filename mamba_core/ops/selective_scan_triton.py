@@ -872,15 +872,20 @@ class SelectiveScanTriton(torch.autograd.Function):
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, states)
         ctx.delta_softplus = delta_softplus
         ctx.config = (bwd_impl, chunk, block_d)
+        # Unused outputs get None, not zeros: a gradient arriving for last_state means it was used in the loss.
+        ctx.set_materialize_grads(False)
         if return_last_state:
-            last_state = states[:, :, -1, : A.shape[1]].contiguous()
-            ctx.mark_non_differentiable(last_state)
-            return out, last_state
+            return out, states[:, :, -1, : A.shape[1]].contiguous()
         return out
 
     @staticmethod
-    def backward(ctx, dout, *unused):
+    def backward(ctx, dout, *dlast):
+        if dlast and dlast[0] is not None:  # refused, not silently dropped
+            raise RuntimeError("the Triton selective scan has no gradient through last_state (as mamba_ssm's); "
+                               "detach it, or use backend='reference'")
         u, delta, A, B, C, D, z, delta_bias, states = ctx.saved_tensors
+        if dout is None:
+            dout = torch.zeros_like(u)
         impl, chunk, block_d = ctx.config
         grads = _backward(dout, u, delta, A, B, C, D, z, delta_bias, ctx.delta_softplus, states, chunk, impl,
                           block_d)
@@ -895,8 +900,9 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     Args are those of :func:`mamba_core.ops.selective_scan_ref`. Private overrides: ``_impl`` picks the kernels:
     "thread" (one lane per channel, forward and backward, see ``selective_scan_triton_thread``), "thread_scan"
     (thread forward, scan backward), "seq" (step-by-step recurrence), "scan" (``tl.associative_scan`` over
-    chunks), "auto" (= "thread_scan", the fastest pair measured; N > 16: "seq" forward, "scan" backward) or one of
-    the opt-in thread-forward variants in ``THREAD_VARIANTS`` (lane split, software exponentials, fp32 B/C), or
+    chunks), "auto" (the fastest pair measured: the "thread_split2_poly1" forward variant with the "scan" backward;
+    thin inputs fall back to the "thread" forward, N > 16 to "seq" forward, "scan" backward) or one of the other
+    thread-forward variants in ``THREAD_VARIANTS`` (lane split, software exponentials, fp32 B/C), or
     "bwd_<name>": the default forward with an opt-in thread-backward variant of ``THREAD_BWD_VARIANTS``. The
     environment variable ``MAMBA_CORE_SCAN_IMPL`` replaces "auto", e.g. to fall back to "thread_scan".
     ``_block_d`` channels per program and ``_chunk`` steps per saved state (powers of two; the scan kernels need

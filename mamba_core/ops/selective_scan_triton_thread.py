@@ -32,16 +32,24 @@ MAX_THREAD_DSTATE = 16
 
 @triton.jit
 def _halves(x):
-    """(R, W) -> its even and its odd columns; with the W axis inside one thread this only renames registers."""
-    return tl.split(tl.reshape(x, (x.shape[0], x.shape[1] // 2, 2)))
+    """(R, W) or (R, S, W) -> its even and its odd steps (the last axis); with that axis inside one thread this
+    only renames registers."""
+    if len(x.shape) == 2:
+        halves = tl.split(tl.reshape(x, (x.shape[0], x.shape[1] // 2, 2)))
+    else:
+        halves = tl.split(tl.reshape(x, (x.shape[0], x.shape[1], x.shape[2] // 2, 2)))
+    return halves
 
 
 @triton.jit
 def _columns(x, T: tl.constexpr):
-    """The T columns of a (R, T) tile (T in 1, 2, 4, 8) as a tuple of (R,) fp32 vectors, by register renaming (a
-    masked sum would cost T adds per column)."""
+    """The T steps (last axis) of a (R, T) or (R, S, T) tile (T in 1, 2, 4, 8) as a tuple of (R,) or (R, S) fp32
+    tensors, by register renaming (a masked sum would cost T adds per column)."""
     if T == 1:
-        cols = (tl.reshape(x, (x.shape[0],)),)
+        if len(x.shape) == 2:
+            cols = (tl.reshape(x, (x.shape[0],)),)
+        else:
+            cols = (tl.reshape(x, (x.shape[0], x.shape[1])),)
     elif T == 2:
         c0, c1 = tl.split(x)
         cols = (c0, c1)
@@ -780,42 +788,6 @@ def _exp2_fma(x):
 
 
 @triton.jit
-def _lane_halves(x):
-    """(R, S, W) -> its even and its odd steps (the last axis), by register renaming when W is inside one thread."""
-    return tl.split(tl.reshape(x, (x.shape[0], x.shape[1], x.shape[2] // 2, 2)))
-
-
-@triton.jit
-def _lane_columns(x, T: tl.constexpr):
-    """The T columns of a (R, S, T) tile as a tuple of (R, S) fp32 tensors (T in 1, 2, 4, 8); ``_columns`` with
-    the lane axis kept."""
-    if T == 1:
-        cols = (tl.reshape(x, (x.shape[0], x.shape[1])),)
-    elif T == 2:
-        c0, c1 = tl.split(x)
-        cols = (c0, c1)
-    elif T == 4:
-        e, o = _lane_halves(x)
-        c0, c2 = tl.split(e)
-        c1, c3 = tl.split(o)
-        cols = (c0, c1, c2, c3)
-    else:
-        tl.static_assert(T == 8, "the thread forward unrolls tiles of 1, 2, 4 or 8 steps")
-        e, o = _lane_halves(x)
-        ee, eo = _lane_halves(e)
-        oe, oo = _lane_halves(o)
-        c0, c4 = tl.split(ee)
-        c2, c6 = tl.split(eo)
-        c1, c5 = tl.split(oe)
-        c3, c7 = tl.split(oo)
-        cols = (c0, c1, c2, c3, c4, c5, c6, c7)
-    out = ()
-    for k in tl.static_range(T):
-        out = out + (cols[k].to(tl.float32),)
-    return out
-
-
-@triton.jit
 def _lanes_state_params(A_ptr, B_ptr, C_ptr, d, dmask, lane, dstate, s_Ad, s_An, s_Bb, s_Bn, s_Cb, s_Cn,
                         B_VAR: tl.constexpr, C_VAR: tl.constexpr, NJ: tl.constexpr, S: tl.constexpr):
     """``_state_params`` on (BLOCK_D, S) tensors: entry j holds states lane*NJ + j (zeros for n >= dstate)."""
@@ -845,7 +817,7 @@ def _lanes_state_tiles(tile_ptr, zero_rows, lane, NJ: tl.constexpr, S: tl.conste
         rows = tile_ptr + zero_rows + (lane * NJ + j)[None, :, None] * TM
         cols = ()
         for p in tl.static_range(T // PIECE):
-            cols = cols + _lane_columns(tl.load(rows + p * PIECE + tp[None, None, :]), PIECE)
+            cols = cols + _columns(tl.load(rows + p * PIECE + tp[None, None, :]), PIECE)
         tiles = tiles + (cols,)
     return tiles
 

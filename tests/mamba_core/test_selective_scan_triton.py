@@ -142,3 +142,13 @@ def test_scan_impl_environment_variable_is_validated(monkeypatch):
     monkeypatch.setenv("MAMBA_CORE_SCAN_IMPL", "fastest")
     with pytest.raises(ValueError, match="MAMBA_CORE_SCAN_IMPL"):
         selective_scan_triton(**_small_args())
+
+
+def test_gradient_through_last_state_is_refused_not_dropped():
+    inputs = make_inputs(1, 4, 20, 4, "var", "var", seed=7)
+    out, last = selective_scan_triton(*[inputs[k] for k in ARG_NAMES], delta_softplus=True, return_last_state=True)
+    with pytest.raises(RuntimeError, match="no gradient through last_state"):
+        (out.sum() + last.sum()).backward()
+    out, last = selective_scan_triton(*[inputs[k] for k in ARG_NAMES], delta_softplus=True, return_last_state=True)
+    (out.sum() + 0 * last.detach().sum()).backward()  # an unused or detached last_state is fine
+    assert inputs["u"].grad is not None
