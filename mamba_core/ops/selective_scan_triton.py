@@ -500,9 +500,9 @@ def _num_sms(device: torch.device) -> int:
     return 1
 
 
-# Opt-in variants of the thread forward (``_thread_lanes_fwd_kernel``), each paired with the scan backward: name ->
+# Variants of the thread forward (``_thread_lanes_fwd_kernel``), each paired with the scan backward: name ->
 # (S lanes per channel, POLY of a lane's NP/S states whose exponential runs on the FMA pipe, B/C tiles in fp32).
-# Not yet timed on a GPU, so "auto" does not use them; ``benchmarks/scan.py --variants`` times them all. They run
+# "auto" uses thread_split2_poly1 (see KERNEL_PAIRS); ``benchmarks/scan.py --variants`` times them all. They run
 # the whole sequence in one program per (batch, 32/S channels); with fewer than THREAD_VARIANT_MIN_WARPS_PER_SM
 # warps per SM, an explicit ``_n_seg`` > 1 or N > 16 they fall back to the "thread" forward (which splits the
 # sequence). fp32 B/C tiles: the re-laid copy is made anyway and is small (batch*N*L), and in sm_90 SASS the
@@ -512,6 +512,8 @@ THREAD_VARIANTS = {"thread_lanes1_bf16bc": (1, 0, False), "thread_lanes1": (1, 0
                    "thread_split2": (2, 0, True), "thread_split2_poly1": (2, 1, True),
                    "thread_split4": (4, 0, True), "thread_split4_poly1": (4, 1, True)}
 THREAD_VARIANT_MIN_WARPS_PER_SM = 2
+
+
 class ThreadBwdVariant(NamedTuple):
     """An opt-in configuration of the thread backward (``_thread_bwd_kernel``)."""
 
@@ -761,19 +763,17 @@ def _backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
     batch, dim, seqlen, dstate = u.shape[0], u.shape[1], u.shape[2], A.shape[1]
     np2, n_chunks = states.shape[-1], states.shape[2]
     Bg, b_var, Cg, c_var, n_groups = _grouped_bc(B, C)
-    bc_dot, fp32_bc, poly, n_seg, variant_tile, dot_cols = THREAD_BWD_VARIANTS.get(
-        impl, ThreadBwdVariant(False, False, n_seg=1))
-    tile = tile or variant_tile
-    if impl in THREAD_BWD_VARIANTS:
-        block_d, _, num_warps, _, _ = _pick_thread_config(batch, dim, seqlen, dim // n_groups, u.device, block_d,
-                                                          chunk, num_warps, backward=True)
-        bc_dot = bc_dot and (b_var or c_var) and block_d >= 16  # the product sums over >= 16 channels
-        if n_seg is None:  # about THREAD_BWD_WARPS_PER_SM one-warp programs per SM
-            n_seg = triton.cdiv(THREAD_BWD_WARPS_PER_SM * _num_sms(u.device), batch * triton.cdiv(dim, block_d))
+    variant = THREAD_BWD_VARIANTS.get(impl)
+    bc_dot, fp32_bc, poly, n_seg, variant_tile, dot_cols = variant or ThreadBwdVariant(False, False, n_seg=1)
+    if variant is not None:
         impl = "thread"
     if impl == "thread":
-        block_d, _, num_warps, _, _ = _pick_thread_config(batch, dim, seqlen, dim // n_groups, u.device, block_d,
-                                                          chunk, num_warps, backward=True)
+        block_d, _, num_warps, tile, _ = _pick_thread_config(batch, dim, seqlen, dim // n_groups, u.device, block_d,
+                                                             chunk, num_warps, tile or variant_tile, backward=True)
+        if variant is not None:
+            bc_dot = bc_dot and (b_var or c_var) and block_d >= 16  # the product sums over >= 16 channels
+            if n_seg is None:  # about THREAD_BWD_WARPS_PER_SM one-warp programs per SM
+                n_seg = triton.cdiv(THREAD_BWD_WARPS_PER_SM * _num_sms(u.device), batch * triton.cdiv(dim, block_d))
     else:
         block_d, _, num_warps = _pick_config(impl, batch, dim, seqlen, np2, dim // n_groups, u.device, block_d,
                                              chunk, num_warps, backward=True)
@@ -807,11 +807,9 @@ def _backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
               dout)
     grads = (du, ddelta, dz, dA, dB, dC, dD, dbias)
     if impl == "thread":
-        tile = tile or _pick_thread_config(batch, dim, seqlen, dim // n_groups, u.device, backward=True)[3]
         if fp32_bc:
             Bg, Cg = (Bg.float() if b_var else Bg), (Cg.float() if c_var else Cg)
         Bt, Ct = _state_tiles(Bg, b_var, np2, tile), _state_tiles(Cg, c_var, np2, tile)
-        grid = (batch, triton.cdiv(dim, block_d))
         scratch = torch.empty(grid[0] * grid[1] * n_seg * (chunk // tile + tile) * np2 * block_d, device=dev,
                               dtype=f32)
         strides = (*u.stride(), *delta.stride(), *zz.stride(), *_tile_strides(Bt, b_var), *_tile_strides(Ct, c_var),
