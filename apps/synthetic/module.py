@@ -8,15 +8,13 @@ answer token (and, for selective copying, also per whole sequence).
 
 from __future__ import annotations
 
-import math
-
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from mamba_core.models import InferenceCache
-from mamba_core.utils import warmup_cosine
+from mamba_core.utils import warmup_cosine, warmup_cosine_factor
 
 from .data import TASKS
 from .models import ARCHITECTURES, build_model
@@ -28,10 +26,7 @@ def time_cosine_factor(step: int, fraction: float, warmup_steps: int, min_lr_rat
                        decay_start: float = 0.0) -> float:
     """LR multiplier: linear warm-up over ``warmup_steps`` steps, 1 until the elapsed ``fraction`` of the time
     budget reaches ``decay_start``, then cosine down to ``min_lr_ratio`` at fraction 1 (held there after)."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = min(max((fraction - decay_start) / (1.0 - decay_start), 0.0), 1.0)
-    return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return warmup_cosine_factor(step, warmup_steps, (fraction - decay_start) / (1.0 - decay_start), min_lr_ratio)
 
 
 def _training_timer(trainer) -> pl.callbacks.Timer:

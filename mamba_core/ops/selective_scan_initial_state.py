@@ -18,21 +18,17 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .selective_scan_ref import _discretized_delta, _start_state
+from .selective_scan_ref import _discretized_delta, _per_channel, _start_state
 
 # Time steps per chunk of the start-state term: bounds its (batch, dim, chunk, N) temporaries without autograd.
 INITIAL_STATE_CHUNK = 4096
 
 
 def _c_per_channel(C: torch.Tensor, dim: int, start: int, stop: int) -> torch.Tensor:
-    """C over steps start..stop as (batch, dim, T, N) (broadcast over channels or groups), or (1, dim, 1, N)."""
+    """C over steps start..stop as (batch, dim, T, N) (groups repeated over their channels), or (1, dim, 1, N)."""
     if C.dim() == 2:
         return C.float()[None, :, None, :]
-    if C.dim() == 3:                                                             # (batch, N, L)
-        return C[..., start:stop].float().transpose(1, 2)[:, None]
-    groups = C.shape[1]                                                          # (batch, G, N, L)
-    per_group = C[..., start:stop].float().transpose(2, 3)                       # (batch, G, T, N)
-    return per_group.repeat_interleave(dim // groups, dim=1)
+    return _per_channel(C[..., start:stop], dim, torch.float32).transpose(2, 3)
 
 
 def start_state_term(delta, A, C, h0, delta_bias=None, delta_softplus=False, chunk_size: int = INITIAL_STATE_CHUNK):

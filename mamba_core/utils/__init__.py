@@ -1,5 +1,5 @@
 """Helpers around the models that belong to no layer in particular."""
 
-from .optim import parameter_groups, tag_weight_decay, warmup_cosine
+from .optim import parameter_groups, tag_weight_decay, warmup_cosine, warmup_cosine_factor
 
-__all__ = ["parameter_groups", "tag_weight_decay", "warmup_cosine"]
+__all__ = ["parameter_groups", "tag_weight_decay", "warmup_cosine", "warmup_cosine_factor"]

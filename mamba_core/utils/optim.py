@@ -43,6 +43,16 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def warmup_cosine_factor(step: int, warmup_steps: int, progress: float, min_lr_ratio: float) -> float:
+    """LR multiplier: linear warmup over the first ``warmup_steps`` steps, then a cosine from 1 down to
+    ``min_lr_ratio`` as ``progress`` goes from 0 to 1 (clamped to [0, 1]); the caller says what progress is
+    (steps after the warmup, or elapsed wall-clock time)."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(max(progress, 0.0), 1.0)
+    return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
 def warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int,
                   min_lr_ratio: float = 0.1) -> torch.optim.lr_scheduler.LambdaLR:
     """Per-step LR schedule of the Mamba recipes: linear warmup to the peak over ``warmup_steps``, then cosine decay
@@ -50,9 +60,7 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_ste
     total_steps = max(total_steps, warmup_steps + 1)
 
     def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))
-        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+        return warmup_cosine_factor(step, warmup_steps, (step - warmup_steps) / (total_steps - warmup_steps),
+                                    min_lr_ratio)
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
