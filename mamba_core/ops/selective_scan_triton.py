@@ -517,16 +517,19 @@ THREAD_VARIANT_MIN_WARPS_PER_SM = 2
 class ThreadBwdVariant(NamedTuple):
     """An opt-in configuration of the thread backward (``_thread_bwd_kernel``)."""
 
-    bc_dot: bool  # variable dB/dC: channel sums by a tensor-core product into per-program partials (no atomics)
+    bc_dot: bool  # variable dB/dC: channel sums by tensor-core products into per-program partials (no atomics)
     fp32_bc: bool  # B/C tiles in fp32 (no per-lane bf16 unpacking)
     poly: int = 0  # states per step whose exponentials run on the FMA pipe (``_exp2_fma``)
-    n_seg: int | None = None  # sequence segments; None: about THREAD_BWD_WARPS_PER_SM one-warp programs per SM
+    n_seg: int | None = None  # sequence segments; None: ``_pick_thread_config``'s backward rule
     tile: int | None = None  # steps per unrolled tile; None: the thread backward's 2
     dot_cols: int = 0  # columns (tiles x steps) per product; 0: one product per tile
 
 
-# Opt-in variants of the thread backward, each paired with the default forward as _impl "bwd_<name>". Not yet timed
-# on a GPU: `benchmarks/scan.py --bwd-variants` times them, `--sass-bwd` counts their instructions.
+# Variants of the thread backward, each paired with the default forward as _impl "bwd_<name>"; "auto" uses
+# thread_dot. `benchmarks/scan.py --bwd-variants` times them (H100, 2026-11-26: fwd+bwd at (8, 2048, 2048, 16) bf16,
+# at the then CHUNK 16: thread_dot_seg1 4.02 ms, thread_dot / _g16 / _bf16bc 5.0 (3 segments), thread_dot_poly1 5.13,
+# thread_seg 5.67, the scan backward 5.98; dropped since: 1-step tiles 6.76, software exp2 for 4 states 5.18, fp32
+# B/C with atomics and shuffles 6.54), `--sass-bwd` counts their instructions.
 # Why segments: the thread backward holds ~255 registers per lane, and one program per (batch, 32 channels) gives
 # (8, 2048, 2048, 16) 512 one-warp programs, ~1 warp per SM scheduler; its ~1000 sm_90 thread instructions per
 # channel-step would take ~1.2 ms issue-bound at that shape against 5.7 ms measured (H100, run 7): it waits on
@@ -536,42 +539,51 @@ class ThreadBwdVariant(NamedTuple):
 THREAD_BWD_VARIANTS = {
     "thread_dot": ThreadBwdVariant(True, True), "thread_seg": ThreadBwdVariant(False, True),
     "thread_dot_g16": ThreadBwdVariant(True, True, dot_cols=16),
-    "thread_dot_seg1": ThreadBwdVariant(True, True, n_seg=1), "thread_dot_t1": ThreadBwdVariant(True, True, tile=1),
-    "thread_dot_poly1": ThreadBwdVariant(True, True, poly=1), "thread_dot_poly4": ThreadBwdVariant(True, True, poly=4),
-    "thread_dot_bf16bc": ThreadBwdVariant(True, False), "thread_f32bc": ThreadBwdVariant(False, True, n_seg=1)}
-THREAD_BWD_WARPS_PER_SM = 8
+    "thread_dot_seg1": ThreadBwdVariant(True, True, n_seg=1), "thread_dot_poly1": ThreadBwdVariant(True, True, poly=1),
+    "thread_dot_bf16bc": ThreadBwdVariant(True, False)}
+# Segments of the thread backward variants: none from THREAD_BWD_MIN_PROGRAMS_PER_SM one-warp programs per SM up,
+# else about THREAD_BWD_WARPS_PER_SM per SM, each segment at least THREAD_BWD_MIN_SEG_CHUNKS chunks long. H100,
+# fwd+bwd ms at CHUNK 64 (benchmarks/README.md, --bwd-sweep): (8, 2048, 2048, 16), 3.9 programs per SM: 4.01
+# unsplit, 4.49 at 2 segments; (2, 2048, 2048, 16): 3.06 unsplit, 1.36 at 4, 1.45 at 8; (1, 65536, 2048, 16):
+# 21.4 at 17, 17.8 at 33, 19.7 at 66; (1, 1048576, 256, 16): 37.9 at 132, 36.9 at 264, 40.0 at 528.
+THREAD_BWD_MIN_PROGRAMS_PER_SM = 3
+THREAD_BWD_WARPS_PER_SM = 16
+THREAD_BWD_MIN_SEG_CHUNKS = 8
 IMPLS = ("auto", "thread", "thread_scan", "seq", "scan", *THREAD_VARIANTS,
          *(f"bwd_{name}" for name in THREAD_BWD_VARIANTS))
 # (forward, backward) kernels per implementation choice; "auto" pairs the fastest of each (benchmarks/README.md:
-# H100 run 7 for the backward; H200 2026-11-26 `scan.py --variants` for the forward, where at (8, 2048, 2048, 16)
-# bf16 thread_split2_poly1 took 0.621 ms against 0.923 for "thread", fwd+bwd 5.95 against 6.25 ms). "thread" (one
-# lane per channel, N <= 16) falls back to "seq" for larger N; the variants fall back to "thread" (see above).
-KERNEL_PAIRS = {"auto": ("thread_split2_poly1", "scan"), "thread": ("thread", "thread"),
+# H200 2026-11-26 `scan.py --variants` for the forward, where at (8, 2048, 2048, 16) bf16 thread_split2_poly1 took
+# 0.621 ms against 0.923 for "thread"; H100 2026-11-26 `--bwd-variants` / `--bwd-sweep` for the backward). Thread
+# kernels (N states per lane) fall back to "seq" forward and "scan" backward for N > 16; the forward variants fall
+# back to "thread" on thin inputs (see above).
+KERNEL_PAIRS = {"auto": ("thread_split2_poly1", "thread_dot"), "thread": ("thread", "thread"),
                 "thread_scan": ("thread", "scan"), "seq": ("seq", "seq"), "scan": ("scan", "scan"),
                 **{name: (name, "scan") for name in THREAD_VARIANTS}}
 KERNEL_PAIRS.update({f"bwd_{name}": (KERNEL_PAIRS["auto"][0], name) for name in THREAD_BWD_VARIANTS})
-# Steps per saved state of the thread forward: the scan backward is fastest at 16 (5.3 ms against 6.2 at 32, H100
-# run 7), while a forward alone is fastest at 64 (0.69 ms against 0.77 at 32 and 0.97 at 16).
-THREAD_CHUNK_TRAIN = 16
-THREAD_CHUNK_INFERENCE = 64
+# Steps per saved state of the thread forwards: 64, fastest for a forward alone (0.69 ms against 0.77 at 32 and 0.97
+# at 16, H100 run 7) and with the thread_dot backward (fwd+bwd 4.01 ms against 4.05 at 16, H100 2026-11-26
+# --bwd-sweep). Paired with the scan backward they save every 16 steps when gradients are needed, its fastest
+# (5.3 ms against 6.2 at 32, H100 run 7).
+THREAD_CHUNK = 64
+SCAN_BWD_CHUNK = 16
 # The thread forward runs one program per (batch, 32 channels). With fewer than one warp per SM sub-partition
 # (4 per SM) it splits the sequence into segments (an extra pass over all but the last one) for about 16 warps per
 # SM. H100, bf16 (benchmarks/README.md run 6): (1, 65536, 2048, 16) 21.9 ms unsplit, 3.8 ms at 16-32 segments;
 # (1, 1048576, 256, 16) 10.2 ms at 256; (8, 2048, 2048, 16) is best unsplit (0.90 vs 0.93 ms with 2).
 THREAD_MIN_PROGRAMS_PER_SM = 4
 THREAD_SPLIT_PROGRAMS_PER_SM = 16
-# {(impl, "fwd"|"bwd"): (block_d, chunk, num_warps)} for N <= 16, e.g. set by ``benchmarks/scan.py --tune``;
-# ("thread", "fwd") may hold a 4th and 5th entry: tile steps and segment count.
+# {(impl, "fwd"|"bwd"): (block_d, chunk, num_warps)} for N <= 16, e.g. set by ``benchmarks/scan.py --bwd-sweep``;
+# ("thread", "fwd"|"bwd") may hold a 4th and 5th entry: tile steps and segment count (None: the default).
 OVERRIDES: dict = {}
 
 
 def _pick_thread_config(batch, dim, seqlen, group_size, device, block_d=None, chunk=None, num_warps=None, tile=None,
-                        n_seg=None, backward=False, training=True):
+                        n_seg=None, backward=False):
     """(BLOCK_D, CHUNK, num_warps, T, n_seg) for the thread-per-channel kernels; explicit values win."""
     tuned = OVERRIDES.get(("thread", "bwd" if backward else "fwd"), ())
     tuned = tuple(tuned) + (None,) * (5 - len(tuned))
     block_d = block_d or tuned[0] or 32
-    chunk = chunk or tuned[1] or (THREAD_CHUNK_TRAIN if training else THREAD_CHUNK_INFERENCE)
+    chunk = chunk or tuned[1] or THREAD_CHUNK
     num_warps = num_warps or tuned[2]
     tile = min(tile or tuned[3] or (2 if backward else 8), chunk)
     if group_size < dim and group_size % block_d != 0:  # channels of a program share one group
@@ -581,8 +593,14 @@ def _pick_thread_config(batch, dim, seqlen, group_size, device, block_d=None, ch
         n_seg = tuned[4]
     if n_seg is None:
         programs, sms = batch * triton.cdiv(dim, block_d), _num_sms(device)
-        n_seg = 1 if programs >= THREAD_MIN_PROGRAMS_PER_SM * sms else triton.cdiv(
-            THREAD_SPLIT_PROGRAMS_PER_SM * sms, programs)
+        if not backward:
+            n_seg = 1 if programs >= THREAD_MIN_PROGRAMS_PER_SM * sms else triton.cdiv(
+                THREAD_SPLIT_PROGRAMS_PER_SM * sms, programs)
+        elif programs >= THREAD_BWD_MIN_PROGRAMS_PER_SM * sms:
+            n_seg = 1
+        else:
+            n_seg = min(triton.cdiv(THREAD_BWD_WARPS_PER_SM * sms, programs),
+                        triton.cdiv(seqlen, chunk) // THREAD_BWD_MIN_SEG_CHUNKS)
     return block_d, chunk, num_warps, tile, max(1, n_seg)
 
 
@@ -668,7 +686,7 @@ def _contig_last(t):
 
 
 def _thread_variant_forward(impl, u, delta, A, B, C, D, z, delta_bias, delta_softplus, block_d=None, chunk=None,
-                            num_warps=None, tile=None, n_seg=None, training=True):
+                            num_warps=None, tile=None, n_seg=None):
     """Run a THREAD_VARIANTS forward: (out, states, chunk) as ``_forward``, or None where it does not apply (the
     caller then runs the "thread" forward)."""
     lanes, poly, fp32_bc = THREAD_VARIANTS[impl]
@@ -680,8 +698,7 @@ def _thread_variant_forward(impl, u, delta, A, B, C, D, z, delta_bias, delta_sof
     poly = min(poly, np2 // lanes)
     Bg, b_var, Cg, c_var, n_groups = _grouped_bc(B, C)
     block_d, chunk, _, tile, _ = _pick_thread_config(batch, dim, seqlen, dim // n_groups, u.device,
-                                                     block_d or 32 // lanes, chunk, num_warps, tile, 1,
-                                                     training=training)
+                                                     block_d or 32 // lanes, chunk, num_warps, tile, 1)
     num_warps = num_warps or max(1, block_d * lanes // 32)
     dblocks = triton.cdiv(dim, block_d)
     if batch * dblocks * num_warps < THREAD_VARIANT_MIN_WARPS_PER_SM * _num_sms(u.device) and n_seg is None:
@@ -705,11 +722,11 @@ def _thread_variant_forward(impl, u, delta, A, B, C, D, z, delta_bias, delta_sof
 
 
 def _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, impl="seq", block_d=None, chunk=None,
-             num_warps=None, tile=None, n_seg=None, training=True):
+             num_warps=None, tile=None, n_seg=None):
     """Run the forward kernel; returns out, the chunk-end states (batch, dim, n_chunks, NP) fp32 and the chunk."""
     if impl in THREAD_VARIANTS:
         result = _thread_variant_forward(impl, u, delta, A, B, C, D, z, delta_bias, delta_softplus, block_d, chunk,
-                                         num_warps, tile, n_seg, training)
+                                         num_warps, tile, n_seg)
         if result is not None:
             return result
         impl = "thread"
@@ -718,8 +735,7 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, impl="seq", bl
     Bg, b_var, Cg, c_var, n_groups = _grouped_bc(B, C)
     if impl == "thread":
         block_d, chunk, num_warps, tile, n_seg = _pick_thread_config(batch, dim, seqlen, dim // n_groups, u.device,
-                                                                     block_d, chunk, num_warps, tile, n_seg,
-                                                                     training=training)
+                                                                     block_d, chunk, num_warps, tile, n_seg)
     else:
         block_d, chunk, num_warps = _pick_config(impl, batch, dim, seqlen, np2, dim // n_groups, u.device, block_d,
                                                  chunk, num_warps)
@@ -768,12 +784,14 @@ def _backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
     if variant is not None:
         impl = "thread"
     if impl == "thread":
-        block_d, _, num_warps, tile, _ = _pick_thread_config(batch, dim, seqlen, dim // n_groups, u.device, block_d,
-                                                             chunk, num_warps, tile or variant_tile, backward=True)
+        block_d, _, num_warps, tile, picked_seg = _pick_thread_config(
+            batch, dim, seqlen, dim // n_groups, u.device, block_d, chunk, num_warps, tile or variant_tile,
+            backward=True)
         if variant is not None:
-            bc_dot = bc_dot and (b_var or c_var) and block_d >= 16  # the product sums over >= 16 channels
-            if n_seg is None:  # about THREAD_BWD_WARPS_PER_SM one-warp programs per SM
-                n_seg = triton.cdiv(THREAD_BWD_WARPS_PER_SM * _num_sms(u.device), batch * triton.cdiv(dim, block_d))
+            # the product sums over >= 16 channels; 2: fp32 dB/dC, summed to 32 significant bits (1: 16)
+            bc_dot = bc_dot and (b_var or c_var) and block_d >= 16
+            bc_dot = bc_dot and 1 + any(t.dtype == torch.float32 for t, var in ((B, b_var), (C, c_var)) if var)
+            n_seg = picked_seg if n_seg is None else n_seg
     else:
         block_d, _, num_warps = _pick_config(impl, batch, dim, seqlen, np2, dim // n_groups, u.device, block_d,
                                              chunk, num_warps, backward=True)
@@ -865,8 +883,10 @@ class SelectiveScanTriton(torch.autograd.Function):
         if A.shape[1] > MAX_THREAD_DSTATE:  # the thread kernels hold N states per lane
             fwd_impl = "seq" if fwd_impl.startswith("thread") else fwd_impl
             bwd_impl = "scan" if bwd_impl.startswith("thread") else bwd_impl
+        if chunk is None and fwd_impl.startswith("thread") and bwd_impl == "scan" and any(ctx.needs_input_grad[:8]):
+            chunk = SCAN_BWD_CHUNK
         out, states, chunk = _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, fwd_impl, block_d, chunk,
-                                      tile=tile, n_seg=n_seg, training=any(ctx.needs_input_grad[:8]))
+                                      tile=tile, n_seg=n_seg)
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, states)
         ctx.delta_softplus = delta_softplus
         ctx.config = (bwd_impl, chunk, block_d)
@@ -898,10 +918,10 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     Args are those of :func:`mamba_core.ops.selective_scan_ref`. Private overrides: ``_impl`` picks the kernels:
     "thread" (one lane per channel, forward and backward, see ``selective_scan_triton_thread``), "thread_scan"
     (thread forward, scan backward), "seq" (step-by-step recurrence), "scan" (``tl.associative_scan`` over
-    chunks), "auto" (the fastest pair measured: the "thread_split2_poly1" forward variant with the "scan" backward;
-    thin inputs fall back to the "thread" forward, N > 16 to "seq" forward, "scan" backward) or one of the other
-    thread-forward variants in ``THREAD_VARIANTS`` (lane split, software exponentials, fp32 B/C), or
-    "bwd_<name>": the default forward with an opt-in thread-backward variant of ``THREAD_BWD_VARIANTS``. The
+    chunks), "auto" (the fastest pair measured: the "thread_split2_poly1" forward variant with the "thread_dot"
+    backward; thin inputs fall back to the "thread" forward, N > 16 to "seq" forward, "scan" backward) or one of the
+    other thread-forward variants in ``THREAD_VARIANTS`` (lane split, software exponentials, fp32 B/C), or
+    "bwd_<name>": the default forward with a thread-backward variant of ``THREAD_BWD_VARIANTS``. The
     environment variable ``MAMBA_CORE_SCAN_IMPL`` replaces "auto", e.g. to fall back to "thread_scan".
     ``_block_d`` channels per program and ``_chunk`` steps per saved state (powers of two; the scan kernels need
     ``_chunk`` >= 16), e.g. so that tests cover several chunks with short sequences; ``_tile`` steps per unrolled

@@ -332,28 +332,40 @@ def _join_all(tiles, K: tl.constexpr):
 
 
 @triton.jit
+def _ones_dot(hi, lo, acc, BLOCK_D: tl.constexpr, KT: tl.constexpr, INTERP: tl.constexpr):
+    """acc + ones(16, 2*BLOCK_D) @ X, X's rows 2c and 2c + 1 being row c of the bf16 (BLOCK_D, KT) ``hi`` and
+    ``lo``: every row of the result holds the column sums of hi + lo. The interpreter's dot mishandles bf16: there
+    (INTERP) hi and lo go in as fp32."""
+    if INTERP:
+        pairs = tl.reshape(tl.permute(tl.join(hi.to(tl.float32), lo.to(tl.float32)), (0, 2, 1)), (2 * BLOCK_D, KT))
+        return tl.dot(tl.full((16, 2 * BLOCK_D), 1.0, tl.float32), pairs, acc, input_precision="ieee")
+    pairs = tl.reshape(tl.permute(tl.join(hi, lo), (0, 2, 1)), (2 * BLOCK_D, KT))
+    return tl.dot(tl.full((16, 2 * BLOCK_D), 1.0, tl.bfloat16), pairs, acc)
+
+
+@triton.jit
 def _store_channel_sums(parts, part_ptr, c_part, t0, L, K: tl.constexpr, FIRST: tl.constexpr, N_PARTS: tl.constexpr,
-                        BOTH: tl.constexpr, T: tl.constexpr, BLOCK_D: tl.constexpr, INTERP: tl.constexpr):
+                        BOTH: tl.constexpr, T: tl.constexpr, BLOCK_D: tl.constexpr, INTERP: tl.constexpr,
+                        EXACT: tl.constexpr):
     """Sum K (BLOCK_D, T) tiles of steps t0.. over their channel axis (the lanes) and store the sums of the first
     N_PARTS: tile p holds part FIRST + p, i.e. state FIRST + p (dB or dC alone) or, with BOTH, dB (even parts) and
     dC (odd) of state (FIRST + p) // 2, at ``part_ptr + n * L + t`` (+ ``c_part`` for dC); the rest is padding.
 
-    The sum over lanes is a matrix product ones(16, 2*BLOCK_D) @ X on the tensor cores, X's rows 2c and 2c + 1
-    being channel c's values split into bf16 hi and lo (16 significant bits, relative error <= 2^-17 per value;
-    the ones are exact; fp32 accumulation): Triton moves X to the MMA operand layout through shared memory
-    (stmatrix), every value crossing lanes once, where ``tl.sum`` would run a 5-level shuffle butterfly per value.
-    Row 0 of the (16, K*T) product is stored. The interpreter's dot mishandles bf16: there (INTERP) the same hi
-    and lo go in as fp32."""
+    The sum over lanes is a matrix product ones(16, 2*BLOCK_D) @ X on the tensor cores (``_ones_dot``), X's rows
+    2c and 2c + 1 being channel c's values split into bf16 hi and lo (16 significant bits, relative error <= 2^-17
+    per value; the ones are exact; fp32 accumulation): Triton moves X to the MMA operand layout through shared
+    memory (stmatrix), every value crossing lanes once, where ``tl.sum`` would run a 5-level shuffle butterfly per
+    value. EXACT (fp32 dB/dC): a second product adds the next two bf16 terms of each value (32 significant bits,
+    beyond fp32's 24). Row 0 of the (16, K*T) product is stored."""
     x = _join_all(parts, K)
     hi = x.to(tl.bfloat16)
-    lo = (x - hi.to(tl.float32)).to(tl.bfloat16)
-    ones = tl.full((16, 2 * BLOCK_D), 1.0, tl.float32)
-    if INTERP:
-        pairs = tl.reshape(tl.permute(tl.join(hi.to(tl.float32), lo.to(tl.float32)), (0, 2, 1)), (2 * BLOCK_D, K * T))
-        sums = tl.dot(ones, pairs, input_precision="ieee")
-    else:
-        pairs = tl.reshape(tl.permute(tl.join(hi, lo), (0, 2, 1)), (2 * BLOCK_D, K * T))
-        sums = tl.dot(ones.to(tl.bfloat16), pairs)
+    rest = x - hi.to(tl.float32)
+    lo = rest.to(tl.bfloat16)
+    sums = _ones_dot(hi, lo, tl.zeros((16, K * T), tl.float32), BLOCK_D, K * T, INTERP)
+    if EXACT:
+        rest -= lo.to(tl.float32)
+        hi = rest.to(tl.bfloat16)
+        sums = _ones_dot(hi, (rest - hi.to(tl.float32)).to(tl.bfloat16), sums, BLOCK_D, K * T, INTERP)
     col = tl.arange(0, K * T)[None, :]  # column -> (tile p, step w), see _join_all
     low = col % K
     p = tl.zeros_like(col)
@@ -520,7 +532,7 @@ def _thread_bwd_tile(h_start, g, acc, t0, L, dmask, pid_b, grp, n_groups, dim,
                 for _pad in tl.static_range(K_PARTS - DOT_PARTS):
                     parts = parts + (tl.zeros_like(u),)
                 _store_channel_sums(parts, part_ptr, c_part, t0, L, K_PARTS, (n + 1) * PER_N - DOT_PARTS,
-                                    DOT_PARTS, B_VAR and C_VAR, T, dmask.shape[0], INTERP)
+                                    DOT_PARTS, B_VAR and C_VAR, T, dmask.shape[0], INTERP, BC_DOT == 2)
                 parts = ()
     g = gn
     dA_acc = dAn
@@ -566,7 +578,8 @@ def _thread_bwd_kernel(
     contiguous (batch, dim, L); dA/dD/dbias and fixed dB/dC are per-batch partials; variable dB/dC are fp32
     (batch, G, NP, L) accumulated with one atomic per element per program, or with BC_DOT per-program sums
     (``_store_channel_sums``) stored to ``part_ptr``: (batch, n_dblocks, NP, L) fp32 for dB, the same for dC at
-    + ``c_part``, which the caller sums over each group's blocks. POLY: see ``_thread_bwd_tile``.
+    + ``c_part``, which the caller sums over each group's blocks; BC_DOT = 2 sums to fp32 accuracy (more bf16
+    terms per value). POLY: see ``_thread_bwd_tile``.
 
     Sequence segments (program axis 2, ``chunks_per_seg`` chunks each, ``n_seg`` > 1): a program walks only its
     segment; its adjoint carry comes from the later segments' zero-carry carries and delta sums (``seg_g``

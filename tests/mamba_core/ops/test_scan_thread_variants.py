@@ -91,8 +91,9 @@ def test_variant_half_precision(impl, dtype, lanes_spy):
     assert len(lanes_spy.launches) == 1
 
 
-def test_inference_forward_and_env_override(monkeypatch, lanes_spy):
-    # No autograd: the inference chunk (THREAD_CHUNK_INFERENCE); chosen through MAMBA_CORE_SCAN_IMPL.
+def test_env_override_and_chunks(monkeypatch, lanes_spy):
+    # Chosen through MAMBA_CORE_SCAN_IMPL. No autograd: a state every THREAD_CHUNK steps; with autograd, paired
+    # with the scan backward, every SCAN_BWD_CHUNK (the scan backward's fastest).
     monkeypatch.setenv("MAMBA_CORE_SCAN_IMPL", "thread_split4_poly1")
     inputs = make_inputs(1, 8, 70, 16, "var", "var", seed=5)
     args = [None if inputs[k] is None else inputs[k].detach() for k in ARG_NAMES]
@@ -101,7 +102,8 @@ def test_inference_forward_and_env_override(monkeypatch, lanes_spy):
     out_r, last_r = selective_scan_ref(*args, delta_softplus=True, return_last_state=True)
     assert_close_scaled(out, out_r, 1e-5, "out")
     assert_close_scaled(last, last_r, 1e-5, "last_state")
-    assert [launch["CHUNK"] for launch in lanes_spy.launches] == [sst.THREAD_CHUNK_INFERENCE]
+    selective_scan_triton(*[None if a is None else a.requires_grad_() for a in args], delta_softplus=True, _n_seg=1)
+    assert [launch["CHUNK"] for launch in lanes_spy.launches] == [sst.THREAD_CHUNK, sst.SCAN_BWD_CHUNK]
 
 
 def test_fallbacks_to_thread_forward(lanes_spy):
