@@ -43,16 +43,26 @@ for section in "$@"; do
       nvidia-smi -L
       run 110 kernel.log python3 benchmarks/scan.py --check
       run 190 kernel.log python3 benchmarks/scan.py --bench --decode ;;
-    kernel-full)  # check, tuning, segment sweep, table, decode: ~8 minutes with compiles
+    kernel-full)  # check, forward segment sweep, table, decode: ~9 minutes with compiles
       nvidia-smi -L
-      run 230 kernel.log python3 benchmarks/scan.py --check
-      run 290 kernel.log python3 benchmarks/scan.py --tune --segments --bench --decode ;;
+      run 300 kernel.log python3 benchmarks/scan.py --check
+      run 250 kernel.log python3 benchmarks/scan.py --segments --bench --decode ;;
+    kernel-check)  # the --check grid in 6 processes side by side: its time is mostly CPU-bound compiles (~4 min)
+      nvidia-smi -L
+      for i in 0 1 2 3 4 5; do
+        run 330 "kernel_check_$i.log" python3 benchmarks/scan.py --check --shard "$i/6" >/dev/null &
+      done
+      wait
+      cat "$OUT"/kernel_check_[0-5].log > "$OUT/kernel_check.log" ;;
     kernel-variants)  # opt-in thread-forward variants vs the default, (8, 2048, 2048, 16) bf16 fwd and fwd+bwd (~3 min)
       nvidia-smi -L
       run 300 kernel_variants.log python3 benchmarks/scan.py --variants ;;
     kernel-bwd-variants)  # opt-in thread-backward variants vs "auto": fwd+bwd and bwd ms, gradient errors (~3-5 min)
       nvidia-smi -L
       run 300 kernel_bwd_variants.log python3 benchmarks/scan.py --bwd-variants ;;
+    kernel-bwd-sweep)  # the default forward + thread_dot backward over chunks and segment counts (~5.5 min)
+      nvidia-smi -L
+      run 450 kernel_bwd_sweep.log python3 benchmarks/scan.py --bwd-sweep ;;
     ddp)  # tokens/s on 1 vs 2 GPUs, DNA pretraining at L = 2^16 (issue #8)
       run 290 ddp.log python3 benchmarks/ddp_scaling.py --devices 1 2 --out runs/ddp_scaling --timeout 130
       cp runs/ddp_scaling/results.md "$OUT/ddp_results.md" 2>/dev/null ;;

@@ -1,13 +1,11 @@
 """GPU correctness check and benchmark of the Triton selective scan and decode step.
 
-    PYTHONPATH=. python benchmarks/scan.py --check --tune --segments --bench --decode
-    TRITON_INTERPRET=1 PYTHONPATH=. python benchmarks/scan.py --check --tune --bench --decode   # CPU smoke run
+    PYTHONPATH=. python benchmarks/scan.py --check --segments --bench --decode
+    TRITON_INTERPRET=1 PYTHONPATH=. python benchmarks/scan.py --check --bench --decode   # CPU smoke run
 
 --check   forward and every gradient vs the fp32 loop reference on a grid of shapes/options, with mamba_ssm's
           tolerances (tests/ops/test_selective_scan.py): fp32 rtol 6e-4 atol 2e-3, fp16 3e-3/5e-3, bf16 3e-2/5e-2,
           weights 1e-3 (raised to the input tolerance with z), per-gradient multipliers as upstream.
---tune    times a few (kernel, BLOCK_D, CHUNK, num_warps[, tile]) configurations of the forward and backward
-          kernels and installs the fastest (thread forward + scan backward) for the --bench that follows.
 --segments  the thread forward at the thin shapes for several sequence-segment counts (default marked).
 --bench   the table: bf16, z, softplus, delta_bias, D, input-dependent B/C (batch, N, L).
 --decode  selective_state_update per step for batch 1..64, and time per token along a 4096-token decode.
@@ -22,6 +20,8 @@
 --bwd-variants  every opt-in backward variant (_impl "bwd_<name>": the default forward with that backward) against
           "auto": fwd+bwd and backward-only ms at (8, 2048, 2048, 16) and (1, 65536, 2048, 16) bf16, and the max
           relative error of every gradient against "auto"'s.
+--bwd-sweep  fwd+bwd ms of the thread_dot backward over forward chunks and backward segment counts (BWD_SWEEP).
+--shard I/N  --check and --bwd-sweep run only rows I, I+N, ... (kernel-check in device_suite.sh runs 6 side by side).
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def check(args, cases=None):
             (dtype, 1, 24, 300, 256, "var", 1, True, False, True, True, None),
             (dtype, 2, 48, 257, 5, "group", 2, False, False, True, False, None),
         ]
-    # tile shapes the tuner may pick: (BLOCK_D, CHUNK[, thread-forward tile steps, segments])
+    # tile shapes other than the defaults: (BLOCK_D, CHUNK[, thread-forward tile steps, segments])
     for config in () if quick else ((32, 16), (64, 16), (16, 32), (128, 16), (32, 32, 4, 1), (32, 32, 8, 5)):
         cases.append((torch.float32, 2, 200, 373, 16, "var", 1, True, True, True, True, config))
     if not quick:  # a long thin input split into many segments, in bf16
@@ -105,6 +105,9 @@ def check(args, cases=None):
     if SMOKE:
         cases = [(torch.float32, 1, 4, 40, 4, "var", 1, True, True, True, True, (4, 16)),
                  (torch.bfloat16, 1, 4, 20, 4, "group", 2, True, False, True, False, None)]
+    if not quick:
+        index, count = args.shard
+        cases = cases[index::count]
     failures = 0
     print("| dtype | b | dim | L | N | B/C | G | D z bias softplus | BLOCK_D,CHUNK | out err | worst grad (err/tol) "
           "| grad rel. err vs fp64: kernel / fp32 ref | ok |")
@@ -212,60 +215,6 @@ def fwd_bwd_fn(inp, fn=selective_scan_triton):
     dout = torch.randn_like(out)
     del out
     return lambda: torch.autograd.grad(call(fn, inp), leaves, dout)
-
-
-def tune(args):
-    """Time kernel configurations at (8, 2048, 2048, 16) and install the fastest as sst.OVERRIDES for --bench."""
-    batch, seqlen, dim, dstate = (1, 64, 8, 16) if SMOKE else (8, 2048, 2048, 16)
-    inp = make_inputs(batch, dim, seqlen, dstate, torch.bfloat16, requires_grad=False)
-    xs = [inp[k] for k in ARGS]
-    dout = torch.randn(batch, dim, seqlen, device=DEV, dtype=torch.bfloat16)
-    print(f"configs at ({batch}, {seqlen}, {dim}, {dstate}) bf16, var B/C, D, z, bias, softplus: "
-          "impl BLOCK_D CHUNK warps -> ms")
-    bwd_configs = [("thread", 32, 32, 1, 2), ("thread", 32, 16, 1, 2), ("thread", 32, 64, 1, 2),
-                   ("thread", 64, 32, 2, 2), ("thread", 32, 32, 1, 1), ("scan", 2, 32, 4), ("scan", 2, 16, 2),
-                   ("seq", 16, 16, 1)]
-    fwd_configs = [("thread", 32, 32, 1, 8), ("thread", 32, 32, 1, 4), ("thread", 64, 32, 2, 8),
-                   ("thread", 64, 32, 1, 8), ("thread", 32, 16, 1, 8), ("thread", 32, 16, 1, 4),
-                   ("thread", 32, 64, 1, 8), ("seq", 16, 32, 1), ("scan", 4, 32, 2)]
-    if SMOKE:
-        bwd_configs, fwd_configs = bwd_configs[:1], fwd_configs[:1]
-    best = {}  # (kernel, chunk) -> (ms, config): the pair shares CHUNK (the backward reads the forward's states)
-    for impl, bd, ch, nw, *tile in bwd_configs:
-        extra = dict(tile=tile[0]) if tile else {}
-        name = f"{impl:6s} {bd:3d} {ch:3d} {nw:2d} {tile[0] if tile else '-':>2}"
-        try:
-            _, states, _ = sst._forward(*xs, True, "seq", None, ch)
-            ms = bench_ms(lambda impl=impl, bd=bd, nw=nw, ch=ch, states=states, extra=extra: sst._backward(
-                dout, *xs, True, states, ch, impl, bd, nw, **extra), rep=50)
-        except Exception as exc:  # e.g. out of resources for one config
-            print(f"  bwd {name}  failed: {str(exc)[:80]}")
-            continue
-        print(f"  bwd {name}  {ms:.3f}", flush=True)
-        if impl in ("thread", "scan") and ms < best.get(("bwd", ch), (float("inf"),))[0]:
-            best[("bwd", ch)] = (ms, (impl, bd, ch, nw, *tile))
-    for impl, bd, ch, nw, *tile in fwd_configs:
-        extra = dict(tile=tile[0]) if tile else {}
-        name = f"{impl:6s} {bd:3d} {ch:3d} {nw:2d} {tile[0] if tile else '-':>2}"
-        try:
-            ms = bench_ms(lambda impl=impl, bd=bd, ch=ch, nw=nw, extra=extra: sst._forward(
-                *xs, True, impl, bd, ch, nw, **extra), rep=50)
-        except Exception as exc:
-            print(f"  fwd {name}  failed: {str(exc)[:80]}")
-            continue
-        print(f"  fwd {name}  {ms:.3f}", flush=True)
-        if impl == "thread" and ms < best.get(("fwd", ch), (float("inf"),))[0]:
-            best[("fwd", ch)] = (ms, (bd, ch, nw, tile[0]))
-    # the default ("auto") pairs the thread forward with the fastest backward at the CHUNK with the least total time
-    chunks = [ch for (kind, ch) in best if kind == "fwd" and ("bwd", ch) in best]
-    if chunks:
-        ch = min(chunks, key=lambda c: best[("fwd", c)][0] + best[("bwd", c)][0])
-        print(f"best pair at CHUNK {ch}: fwd {best[('fwd', ch)][0]:.3f} + bwd {best[('bwd', ch)][0]:.3f} ms")
-        bwd_impl, *bwd_config = best[("bwd", ch)][1]
-        sst.OVERRIDES[(bwd_impl, "bwd")] = tuple(bwd_config)
-        sst.OVERRIDES[("thread", "fwd")] = best[("fwd", ch)][1]
-        sst.KERNEL_PAIRS["auto"] = ("thread", bwd_impl)
-    print("installed:", sst.OVERRIDES, "auto =", sst.KERNEL_PAIRS["auto"])
 
 
 def segments(args):
@@ -556,6 +505,48 @@ def bwd_variants(args):
     return failures
 
 
+# (shape, dtype, chunks, segment counts) of --bwd-sweep; the thin shapes' counts bracket ~4..64 one-warp programs
+# per SM; fp32: the exact (4-term) dB/dC channel sums
+BWD_SWEEP = (((8, 2048, 2048, 16), torch.bfloat16, (16, 32, 64), (1, 2)),
+             ((8, 2048, 2048, 16), torch.float32, (64,), (1,)),
+             ((2, 2048, 2048, 16), torch.bfloat16, (16, 64), (1, 2, 4, 8)),
+             ((1, 65536, 2048, 16), torch.bfloat16, (16, 64), (17, 33, 66, 132)),
+             ((1, 1048576, 256, 16), torch.bfloat16, (64,), (132, 264, 528)),
+             ((64, 1024, 1536, 16), torch.bfloat16, (16, 64), (1,)))
+
+
+def bwd_sweep(args):
+    """fwd+bwd ms of the default forward with the thread_dot backward over forward chunks (steps per saved state)
+    and backward sequence segments, against "auto" at its defaults and the default forward with the scan backward
+    (_impl thread_split2_poly1, the default until 2026-11-26); var B/C, D, z, bias, softplus. Shape by shape, so
+    that a time limit cuts whole shapes at the end."""
+    sweep = ((((1, 40, 32, 8), torch.float32, (16,), (1, 2)),) if SMOKE else BWD_SWEEP)
+    print("| (batch, L, dim, N) | dtype | _impl | chunk | bwd segments | fwd+bwd ms |")
+    print("|---|---|---|---|---|---|")
+    saved = sst.OVERRIDES.get(("thread", "bwd"))
+    index, count = args.shard
+    for (batch, seqlen, dim, dstate), dtype, chunks, seg_counts in sweep[index::count]:
+        inp = make_inputs(batch, dim, seqlen, dstate, dtype)
+        rows = [("thread_split2_poly1", None, None), ("auto", None, None)]
+        rows += [("bwd_thread_dot", c, n) for c in chunks for n in seg_counts]
+        for impl, chunk, n_seg in rows:
+            if n_seg is not None:
+                sst.OVERRIDES[("thread", "bwd")] = (None, None, None, None, n_seg)
+            try:
+                fn = (lambda *a, impl=impl, chunk=chunk, **k: selective_scan_triton(*a, _impl=impl, _chunk=chunk, **k))
+                fb = f"{bench_ms(fwd_bwd_fn(inp, fn), rep=20):.3f}"
+            except Exception as exc:  # e.g. out of memory: report and go on with the others
+                fb = f"failed: {str(exc)[:100]}"
+            finally:
+                sst.OVERRIDES.pop(("thread", "bwd"), None)
+            print(f"| {(batch, seqlen, dim, dstate)} | {str(dtype)[6:]} | {impl} | {chunk or 'default'} | "
+                  f"{n_seg or 'default'} | {fb} |", flush=True)
+        del inp
+        torch.cuda.empty_cache() if not SMOKE else None
+    if saved is not None:
+        sst.OVERRIDES[("thread", "bwd")] = saved
+
+
 def _compile_sm90(kernel, consts, f32_bc, num_warps, tmp):
     """Offline sm_90 cubin of a scan kernel: bf16 sequence tensors (and B/C unless ``f32_bc``), unit time strides,
     16-divisible pointers and sizes; returns the cubin's path."""
@@ -661,23 +652,26 @@ def sass_bwd(args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for flag in ("check", "tune", "segments", "bench", "decode", "quick", "variants", "sass", "sass-bwd",
-                 "bwd-variants"):
+    for flag in ("check", "segments", "bench", "decode", "quick", "variants", "sass", "sass-bwd",
+                 "bwd-variants", "bwd-sweep"):
         p.add_argument(f"--{flag}", action="store_true")
+    p.add_argument("--shard", default="0/1", metavar="I/N",
+                   help="--check runs rows I, I+N, I+2N, ... (N processes side by side share the compile time)")
     args = p.parse_args()
-    if args.sass_bwd and not any(getattr(args, f) for f in ("check", "tune", "segments", "bench", "decode", "quick",
-                                                            "variants", "sass", "bwd_variants")):
+    args.shard = tuple(int(x) for x in args.shard.split("/"))
+    if args.sass_bwd and not any(getattr(args, f) for f in ("check", "segments", "bench", "decode", "quick",
+                                                            "variants", "sass", "bwd_variants", "bwd_sweep")):
         raise SystemExit(sass_bwd(args))
-    if args.sass and not any(getattr(args, f) for f in ("check", "tune", "segments", "bench", "decode", "quick",
+    if args.sass and not any(getattr(args, f) for f in ("check", "segments", "bench", "decode", "quick",
                                                         "variants")):
         raise SystemExit(sass(args))
     if not torch.cuda.is_available() and not SMOKE:
         raise SystemExit("benchmarks/scan.py needs a CUDA GPU (or TRITON_INTERPRET=1 for a toy-size smoke run)")
     print(DEV if SMOKE else torch.cuda.get_device_name(), "torch", torch.__version__, "triton", triton.__version__)
     failures = 0
-    for flag, fn in (("quick", quick), ("check", check), ("tune", tune), ("segments", segments), ("bench", bench),
+    for flag, fn in (("quick", quick), ("check", check), ("segments", segments), ("bench", bench),
                      ("decode", decode), ("variants", variants), ("sass", sass), ("sass_bwd", sass_bwd),
-                     ("bwd_variants", bwd_variants)):
+                     ("bwd_variants", bwd_variants), ("bwd_sweep", bwd_sweep)):
         if getattr(args, flag):
             t0 = time.time()
             try:
