@@ -4,7 +4,8 @@ Each variant pairs the default forward with a version of the thread backward: va
 program's channels by a tensor-core product into per-program partials (``BC_DOT``), fp32 or bf16 B/C tiles,
 software exponentials, and sequence segments (a carry pass, then every segment in parallel). Under the Triton
 interpreter on CPU (conftest) one SM is assumed, so a program per (batch, 32 channels) and lengths of a few chunks
-split the sequence into segments (once the 8-chunk minimum per segment is lifted); the launches are spied on to make sure the paths under test ran.
+split the sequence into segments (once the 8-chunk minimum per segment is lifted); the launches are spied on to
+make sure the paths under test ran.
 """
 
 import pytest
