@@ -972,10 +972,11 @@ def _thread_lanes_fwd_kernel(
 @triton.jit
 def _lanes_tile_loads(t0, ok, tile, dmask, lane, u_row, dt_row, z_row, B_tiles, C_tiles, s_ul, s_dl, s_zl,
                       HAS_Z: tl.constexpr, B_VAR: tl.constexpr, C_VAR: tl.constexpr, NJ: tl.constexpr,
-                      S: tl.constexpr, T: tl.constexpr, VEC: tl.constexpr):
+                      S: tl.constexpr, T: tl.constexpr, VEC: tl.constexpr, ONE_ROW: tl.constexpr):
     """The loads of the full tile at steps t0 .. t0+T-1, as the tile loop carries them: u, delta, z (BLOCK_D, T)
     in their dtype (z: u without z), masked off unless ``ok`` (a scalar, so that they stay vector loads), and the
-    B/C columns of B/C tile ``tile`` (empty tuples where fixed)."""
+    B/C columns of B/C tile ``tile`` (empty tuples where fixed): (BLOCK_D, S), or with ONE_ROW (1, S) (for the
+    pipeliner, which would copy every channel's copy of the broadcast to shared memory: 16 KB a stage)."""
     t = t0 + tl.arange(0, T)
     m2 = tl.broadcast_to(dmask[:, None] & ok, (dmask.shape[0], T))
     u = tl.load(u_row[:, None] + t[None, :] * s_ul, mask=m2, other=0.0)
@@ -984,6 +985,8 @@ def _lanes_tile_loads(t0, ok, tile, dmask, lane, u_row, dt_row, z_row, B_tiles, 
     if HAS_Z:
         z = tl.load(z_row[:, None] + t[None, :] * s_zl, mask=m2, other=0.0)
     zero_rows = tl.zeros_like(dmask.to(tl.int32))[:, None, None]
+    if ONE_ROW:
+        zero_rows = tl.zeros((1, 1, 1), tl.int32)
     Bt = ()
     Ct = ()
     if B_VAR:
@@ -1032,7 +1035,7 @@ def _lanes_pf_iteration(i, h, ahead, A2, Bfix, Cfix, Dv, bias, n_tiles, last_til
                         HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
                         B_VAR: tl.constexpr, C_VAR: tl.constexpr, NJ: tl.constexpr, S: tl.constexpr,
                         NP: tl.constexpr, POLY: tl.constexpr, T: tl.constexpr, TPC: tl.constexpr,
-                        VEC: tl.constexpr, PREFETCH: tl.constexpr):
+                        VEC: tl.constexpr, PREFETCH: tl.constexpr, ONE_ROW: tl.constexpr):
     """Full tile i of ``_thread_lanes_pf_fwd_kernel``: (state tuple, loads of tile i+1 if PREFETCH (else
     ``ahead`` as it came)). With PREFETCH ``ahead`` holds tile i's loads."""
     if PREFETCH:
@@ -1040,10 +1043,10 @@ def _lanes_pf_iteration(i, h, ahead, A2, Bfix, Cfix, Dv, bias, n_tiles, last_til
         # B/C tile loads are not masked: the one past the last full tile repeats it (in bounds)
         ahead = _lanes_tile_loads((i + 1) * T, i + 1 < n_tiles, tl.minimum(i + 1, last_tile), dmask, lane, u_row,
                                   dt_row, z_row, B_tiles, C_tiles, s_ul, s_dl, s_zl, HAS_Z, B_VAR, C_VAR, NJ, S, T,
-                                  VEC)
+                                  VEC, ONE_ROW)
     else:
         loads = _lanes_tile_loads(i * T, True, i, dmask, lane, u_row, dt_row, z_row, B_tiles, C_tiles, s_ul, s_dl,
-                                  s_zl, HAS_Z, B_VAR, C_VAR, NJ, S, T, VEC)
+                                  s_zl, HAS_Z, B_VAR, C_VAR, NJ, S, T, VEC, ONE_ROW)
     h = _lanes_tile_math(h, A2, Bfix, Cfix, Dv, bias, i * T, dmask, loads, o_row, s_ol, HAS_D, HAS_Z, HAS_BIAS,
                          SOFTPLUS, B_VAR, C_VAR, NJ, POLY, T)
     if (i + 1) % TPC == 0:
@@ -1094,20 +1097,20 @@ def _thread_lanes_pf_fwd_kernel(
     ahead = 0
     if PREFETCH:
         ahead = _lanes_tile_loads(0, n_tiles > 0, 0, dmask, lane, u_row, dt_row, z_row, B_tiles, C_tiles, s_ul, s_dl,
-                                  s_zl, HAS_Z, B_VAR, C_VAR, NJ, S, T, VEC)
+                                  s_zl, HAS_Z, B_VAR, C_VAR, NJ, S, T, VEC, False)
     if STAGES > 1 and not INTERP:
         for i in tl.range(0, n_tiles, num_stages=STAGES):
             h, ahead = _lanes_pf_iteration(i, h, ahead, A2, Bfix, Cfix, Dv, bias, n_tiles, last_tile, dmask, lane,
                                            u_row, dt_row, z_row, o_row, B_tiles, C_tiles, states_ptr, st_rows, s_ul,
                                            s_dl, s_zl, s_ol, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR, C_VAR, NJ, S,
-                                           NP, POLY, T, TPC, VEC, PREFETCH)
+                                           NP, POLY, T, TPC, VEC, PREFETCH, STAGES > 1)
     else:
         i = 0
         while i < n_tiles:
             h, ahead = _lanes_pf_iteration(i, h, ahead, A2, Bfix, Cfix, Dv, bias, n_tiles, last_tile, dmask, lane,
                                            u_row, dt_row, z_row, o_row, B_tiles, C_tiles, states_ptr, st_rows, s_ul,
                                            s_dl, s_zl, s_ol, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR, C_VAR, NJ, S,
-                                           NP, POLY, T, TPC, VEC, PREFETCH)
+                                           NP, POLY, T, TPC, VEC, PREFETCH, STAGES > 1)
             i += 1
     t0 = n_tiles * T
     while t0 < L:
