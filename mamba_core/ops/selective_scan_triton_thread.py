@@ -970,13 +970,45 @@ def _thread_lanes_fwd_kernel(
 
 
 @triton.jit
+def _split_last(x, W: tl.constexpr):
+    """The W entries of the last axis of a (1, S, W) tensor as a tuple of (1, S) tensors (by halving)."""
+    if W == 1:
+        cols = (tl.reshape(x, (x.shape[0], x.shape[1])),)
+    else:
+        even, odd = tl.split(tl.reshape(x, (x.shape[0], x.shape[1], W // 2, 2)))
+        ce = _split_last(even, W // 2)
+        co = _split_last(odd, W // 2)
+        cols = ()
+        for i in tl.static_range(W // 2):
+            cols = cols + (ce[i], co[i])
+    return cols
+
+
+@triton.jit
+def _lanes_state_block(tile_ptr, lane, NJ: tl.constexpr, S: tl.constexpr, T: tl.constexpr):
+    """``_lanes_state_tiles`` as one (1, S, NJ*T) load (lane s's NJ rows are contiguous in the tile), for the
+    pipeliner: it copies the tile to shared memory spread over the warp (one 16-byte copy per thread, where the
+    broadcast (BLOCK_D, S, VEC) pieces took 2*NJ*T/VEC copies per thread and, broadcast over the BLOCK_D channels,
+    16 KB of shared memory a stage at NP = 16, T = 8), and the columns come back as in-thread slices."""
+    w = tl.arange(0, NJ * T)
+    cols = _split_last(tl.load(tile_ptr + (lane * (NJ * T))[None, :, None] + w[None, None, :]), NJ * T)
+    tiles = ()
+    for j in tl.static_range(NJ):
+        row = ()
+        for k in tl.static_range(T):
+            row = row + (cols[j * T + k].to(tl.float32),)
+        tiles = tiles + (row,)
+    return tiles
+
+
+@triton.jit
 def _lanes_tile_loads(t0, ok, tile, dmask, lane, u_row, dt_row, z_row, B_tiles, C_tiles, s_ul, s_dl, s_zl,
                       HAS_Z: tl.constexpr, B_VAR: tl.constexpr, C_VAR: tl.constexpr, NJ: tl.constexpr,
-                      S: tl.constexpr, T: tl.constexpr, VEC: tl.constexpr, ONE_ROW: tl.constexpr):
+                      S: tl.constexpr, T: tl.constexpr, VEC: tl.constexpr, BC_BLOCK: tl.constexpr):
     """The loads of the full tile at steps t0 .. t0+T-1, as the tile loop carries them: u, delta, z (BLOCK_D, T)
     in their dtype (z: u without z), masked off unless ``ok`` (a scalar, so that they stay vector loads), and the
-    B/C columns of B/C tile ``tile`` (empty tuples where fixed): (BLOCK_D, S), or with ONE_ROW (1, S) (for the
-    pipeliner, which would copy every channel's copy of the broadcast to shared memory: 16 KB a stage)."""
+    B/C columns of B/C tile ``tile`` (empty tuples where fixed): (BLOCK_D, S) from 16-byte broadcast loads, or with
+    BC_BLOCK (1, S) from one load of each lane's rows (``_lanes_state_block``, for the pipeliner)."""
     t = t0 + tl.arange(0, T)
     m2 = tl.broadcast_to(dmask[:, None] & ok, (dmask.shape[0], T))
     u = tl.load(u_row[:, None] + t[None, :] * s_ul, mask=m2, other=0.0)
@@ -985,14 +1017,18 @@ def _lanes_tile_loads(t0, ok, tile, dmask, lane, u_row, dt_row, z_row, B_tiles, 
     if HAS_Z:
         z = tl.load(z_row[:, None] + t[None, :] * s_zl, mask=m2, other=0.0)
     zero_rows = tl.zeros_like(dmask.to(tl.int32))[:, None, None]
-    if ONE_ROW:
-        zero_rows = tl.zeros((1, 1, 1), tl.int32)
     Bt = ()
     Ct = ()
-    if B_VAR:
-        Bt = _lanes_state_tiles(B_tiles + tile * (NJ * S * T), zero_rows, lane, NJ, S, T, T, VEC)
-    if C_VAR:
-        Ct = _lanes_state_tiles(C_tiles + tile * (NJ * S * T), zero_rows, lane, NJ, S, T, T, VEC)
+    if BC_BLOCK:
+        if B_VAR:
+            Bt = _lanes_state_block(B_tiles + tile * (NJ * S * T), lane, NJ, S, T)
+        if C_VAR:
+            Ct = _lanes_state_block(C_tiles + tile * (NJ * S * T), lane, NJ, S, T)
+    else:
+        if B_VAR:
+            Bt = _lanes_state_tiles(B_tiles + tile * (NJ * S * T), zero_rows, lane, NJ, S, T, T, VEC)
+        if C_VAR:
+            Ct = _lanes_state_tiles(C_tiles + tile * (NJ * S * T), zero_rows, lane, NJ, S, T, T, VEC)
     return u, dt, z, Bt, Ct
 
 
@@ -1035,7 +1071,7 @@ def _lanes_pf_iteration(i, h, ahead, A2, Bfix, Cfix, Dv, bias, n_tiles, last_til
                         HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
                         B_VAR: tl.constexpr, C_VAR: tl.constexpr, NJ: tl.constexpr, S: tl.constexpr,
                         NP: tl.constexpr, POLY: tl.constexpr, T: tl.constexpr, TPC: tl.constexpr,
-                        VEC: tl.constexpr, PREFETCH: tl.constexpr, ONE_ROW: tl.constexpr):
+                        VEC: tl.constexpr, PREFETCH: tl.constexpr, BC_BLOCK: tl.constexpr):
     """Full tile i of ``_thread_lanes_pf_fwd_kernel``: (state tuple, loads of tile i+1 if PREFETCH (else
     ``ahead`` as it came)). With PREFETCH ``ahead`` holds tile i's loads."""
     if PREFETCH:
@@ -1043,10 +1079,10 @@ def _lanes_pf_iteration(i, h, ahead, A2, Bfix, Cfix, Dv, bias, n_tiles, last_til
         # B/C tile loads are not masked: the one past the last full tile repeats it (in bounds)
         ahead = _lanes_tile_loads((i + 1) * T, i + 1 < n_tiles, tl.minimum(i + 1, last_tile), dmask, lane, u_row,
                                   dt_row, z_row, B_tiles, C_tiles, s_ul, s_dl, s_zl, HAS_Z, B_VAR, C_VAR, NJ, S, T,
-                                  VEC, ONE_ROW)
+                                  VEC, BC_BLOCK)
     else:
         loads = _lanes_tile_loads(i * T, True, i, dmask, lane, u_row, dt_row, z_row, B_tiles, C_tiles, s_ul, s_dl,
-                                  s_zl, HAS_Z, B_VAR, C_VAR, NJ, S, T, VEC, ONE_ROW)
+                                  s_zl, HAS_Z, B_VAR, C_VAR, NJ, S, T, VEC, BC_BLOCK)
     h = _lanes_tile_math(h, A2, Bfix, Cfix, Dv, bias, i * T, dmask, loads, o_row, s_ol, HAS_D, HAS_Z, HAS_BIAS,
                          SOFTPLUS, B_VAR, C_VAR, NJ, POLY, T)
     if (i + 1) % TPC == 0:
