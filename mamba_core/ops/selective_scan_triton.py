@@ -517,15 +517,15 @@ class ThreadFwdVariant(NamedTuple):
 # warps per SM, an explicit ``_n_seg`` > 1 or N > 16 they fall back to the "thread" forward (which splits the
 # sequence). fp32 B/C tiles: the re-laid copy is made anyway and is small (batch*N*L), and in sm_90 SASS the
 # per-lane bf16 -> fp32 unpacking of the broadcast B/C rows is 420 of the 1553 instructions of an 8-step tile.
-# The _pf / _stages2 / _stages3 forms of thread_split2_poly1 aim to hide load latency (~2 warps per SM scheduler
+# The _pf / _stages3 / _stages4 forms of thread_split2_poly1 aim to hide load latency (~2 warps per SM scheduler
 # at (8, 2048, 2048, 16)): see ``_thread_lanes_pf_fwd_kernel``.
 THREAD_VARIANTS = {name: ThreadFwdVariant(*v) for name, v in {
     "thread_lanes1_bf16bc": (1, 0, False), "thread_lanes1": (1, 0, True),
     "thread_poly1": (1, 1, True), "thread_poly4": (1, 4, True),
     "thread_split2": (2, 0, True), "thread_split2_poly1": (2, 1, True),
     "thread_split4": (4, 0, True), "thread_split4_poly1": (4, 1, True),
-    "thread_split2_poly1_pf": (2, 1, True, True), "thread_split2_poly1_stages2": (2, 1, True, False, 2),
-    "thread_split2_poly1_stages3": (2, 1, True, False, 3)}.items()}
+    "thread_split2_poly1_pf": (2, 1, True, True), "thread_split2_poly1_stages3": (2, 1, True, False, 3),
+    "thread_split2_poly1_stages4": (2, 1, True, False, 4)}.items()}
 THREAD_VARIANT_MIN_WARPS_PER_SM = 2
 
 

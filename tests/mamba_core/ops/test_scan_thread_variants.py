@@ -76,7 +76,7 @@ VARIANT_CASES = [
     ("thread_split2_poly1_pf", 16, 45, "var", "var", 1, 8),
     ("thread_split2_poly1_pf", 5, 32, "group", "group", 2, 4),
     ("thread_split2_poly1_pf", 16, 6, "var", "fixed", 1, 8),
-    ("thread_split2_poly1_stages2", 3, 37, "group", "group", 2, 8),
+    ("thread_split2_poly1_stages4", 3, 37, "group", "group", 2, 8),
     ("thread_split2_poly1_stages3", 16, 21, "var", "fixed", 1, 2),
 ]
 
