@@ -964,9 +964,12 @@ def _thread_lanes_fwd_kernel(
 # full T-step tiles run in one flat loop (a state store every CHUNK/T tiles), so that loads can run ahead across
 # chunk ends:
 # * PREFETCH: all loads of tile i+1 (u, delta, z, B/C columns) are issued in iteration i into loop-carried
-#   registers (2*NJ*T fp32 B/C values per lane more: ~255 registers at NP=16, T=8).
+#   registers (2*NJ*T fp32 B/C values per lane more: 255 registers at NP=16, T=8; ptxas still places them in the
+#   last ~40% of the iteration, and copies them to the current tile's registers: ~17 MOV per channel-step).
 # * STAGES > 1: ``tl.range(num_stages=STAGES)``: Triton's software pipeliner turns the loads into asynchronous
-#   copies to shared memory (cp.async) issued STAGES-1 tiles ahead; the tile then reads shared memory.
+#   copies to shared memory (cp.async) and the tile reads shared memory. The copies for tile i+STAGES-1 are issued
+#   at the end of iteration i, and iteration i waits for its own at the top, so STAGES = 2 hides nothing; 3 keeps
+#   one tile's copies in flight during a tile, 4 two. B/C are loaded as one block per lane (``_lanes_state_block``).
 
 
 @triton.jit
@@ -1016,7 +1019,6 @@ def _lanes_tile_loads(t0, ok, tile, dmask, lane, u_row, dt_row, z_row, B_tiles, 
     z = u
     if HAS_Z:
         z = tl.load(z_row[:, None] + t[None, :] * s_zl, mask=m2, other=0.0)
-    zero_rows = tl.zeros_like(dmask.to(tl.int32))[:, None, None]
     Bt = ()
     Ct = ()
     if BC_BLOCK:
@@ -1025,6 +1027,7 @@ def _lanes_tile_loads(t0, ok, tile, dmask, lane, u_row, dt_row, z_row, B_tiles, 
         if C_VAR:
             Ct = _lanes_state_block(C_tiles + tile * (NJ * S * T), lane, NJ, S, T)
     else:
+        zero_rows = tl.zeros_like(dmask.to(tl.int32))[:, None, None]
         if B_VAR:
             Bt = _lanes_state_tiles(B_tiles + tile * (NJ * S * T), zero_rows, lane, NJ, S, T, T, VEC)
         if C_VAR:
