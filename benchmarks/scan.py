@@ -356,9 +356,9 @@ def variants(args):
     inp = make_inputs(batch, dim, seqlen, dstate, torch.bfloat16)
     print(f"thread-forward variants at ({batch}, {seqlen}, {dim}, {dstate}) bf16; exp floor {floor:.3f} ms "
           f"({exp_rate / 1e12:.2f} T exp2/s); fwd = no-grad forward, fwd+bwd with the scan backward")
-    print("| impl | lanes S | poly/lane | fp32 B/C | fwd ms | fwd x floor | fwd+bwd ms | out: max abs diff vs default "
-          "| last state: max rel. err vs default |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| impl | lanes S | poly/lane | fp32 B/C | prefetch/stages | fwd ms | fwd x floor | fwd+bwd ms "
+          "| out: max abs diff vs default | last state: max rel. err vs default |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     with torch.no_grad():
         ref, ref_last = call(selective_scan_triton, inp, _impl="thread_scan", return_last_state=True)
         ref, scale = ref.float(), ref_last.abs().max().item()
@@ -367,7 +367,7 @@ def variants(args):
     rows = [("thread_scan (default)", "thread_scan", {}), ("thread_scan _n_seg=1", "thread_scan", {"_n_seg": 1})]
     rows += [(impl, impl, {"_n_seg": 1}) for impl in sst.THREAD_VARIANTS]
     for name, impl, kw in rows:
-        lanes, poly, f32 = sst.THREAD_VARIANTS.get(impl, (1, 0, False))
+        lanes, poly, f32, prefetch, stages = sst.THREAD_VARIANTS.get(impl, sst.ThreadFwdVariant(1, 0, False))
         try:
             with torch.no_grad():
                 out, last = call(selective_scan_triton, inp, _impl=impl, return_last_state=True, **kw)
@@ -377,10 +377,10 @@ def variants(args):
             fb = bench_ms(fwd_bwd_fn(inp, lambda *a, impl=impl, kw=kw, **k: selective_scan_triton(*a, _impl=impl,
                                                                                                    **kw, **k)), rep=30)
         except Exception as exc:  # e.g. out of resources: report and go on with the others
-            print(f"| {name} | {lanes} | {poly} | {f32} | failed: {str(exc)[:100]} ||||")
+            print(f"| {name} | {lanes} | {poly} | {f32} | {prefetch}/{stages} | failed: {str(exc)[:100]} ||||")
             continue
-        print(f"| {name} | {lanes} | {poly} | {'y' if f32 else 'n'} | {fwd:.3f} | {fwd / floor:.2f} | {fb:.3f} | "
-              f"{err:.1e} | {err_last:.1e} |", flush=True)
+        print(f"| {name} | {lanes} | {poly} | {'y' if f32 else 'n'} | {prefetch}/{stages} | {fwd:.3f} | "
+              f"{fwd / floor:.2f} | {fb:.3f} | {err:.1e} | {err_last:.1e} |", flush=True)
 
 
 def _sass_loops(sass_text):
@@ -416,15 +416,23 @@ def sass(args):
     from mamba_core.ops import selective_scan_triton_thread as stt
 
     tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
-    flags = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, B_VAR=True, C_VAR=True, NP=16, CHUNK=16,
-                 T=8)
-    kernels = [("thread (default)", stt._thread_fwd_kernel, dict(LOCAL=False, BLOCK_D=32), 1, False)]
-    for impl, (lanes, poly, f32) in sst.THREAD_VARIANTS.items():
-        kernels.append((impl, stt._thread_lanes_fwd_kernel, dict(BLOCK_D=32 // lanes, S=lanes, POLY=poly,
-                                                                 VEC=4 if f32 else 8), lanes, f32))
-    keys = ("MUFU.EX2", "MUFU.RCP", "FFMA", "FMUL", "FADD", "FMNMX", "SHF.L.U32", "PRMT")
-    print("sm_90, bf16 u/delta/z, var B/C, D, z, bias, softplus, N=16, CHUNK=16, T=8, 1 warp. Per channel and step"
-          " in the hot 8-step tile loop (thread count x S / 8):")
+    flags = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, B_VAR=True, C_VAR=True, NP=16,
+                 CHUNK=sst.THREAD_CHUNK, T=8)
+    kernels = [] if args.only else [("thread (default)", stt._thread_fwd_kernel, dict(LOCAL=False, BLOCK_D=32), 1,
+                                     False)]
+    for impl, (lanes, poly, f32, prefetch, stages) in sst.THREAD_VARIANTS.items():
+        if args.only and impl not in args.only.split(","):
+            continue
+        extra = dict(BLOCK_D=32 // lanes, S=lanes, POLY=poly, VEC=4 if f32 else 8)
+        kernel = stt._thread_lanes_fwd_kernel
+        if prefetch or stages:
+            kernel, extra = stt._thread_lanes_pf_fwd_kernel, dict(extra, PREFETCH=prefetch, STAGES=max(1, stages),
+                                                                  INTERP=False)
+        kernels.append((impl, kernel, extra, lanes, f32))
+    keys = ("MUFU.EX2", "MUFU.RCP", "FFMA", "FMUL", "FADD", "FMNMX", "SHF.L.U32", "PRMT", "LDG", "LDS", "LDGSTS",
+            "STG")
+    print(f"sm_90, bf16 u/delta/z, var B/C, D, z, bias, softplus, N=16, CHUNK={sst.THREAD_CHUNK}, T=8, 1 warp. Per"
+          " channel and step in the hot 8-step tile loop (thread count x S / 8; LDG/LDS/STG: vector or not):")
     print("| kernel | regs | spill (stack/local B) | " + " | ".join(keys) + " | SHFL | all instr. |")
     print("|---|---|---|" + "---|" * (len(keys) + 2))
     with __import__("tempfile").TemporaryDirectory() as tmp:
@@ -452,9 +460,13 @@ def sass(args):
             res = subprocess.run([tool, "-res-usage", path], capture_output=True, text=True).stdout
             regs, stack, local = (re.search(rf"{k}:(\d+)", res).group(1) for k in ("REG", "STACK", "LOCAL"))
             ops = _hot_loop_counts(subprocess.run([tool, "-sass", path], capture_output=True, text=True).stdout)
+            shown = collections.Counter(ops)
+            for op, count in ops.items():
+                if op.split(".")[0] in ("LDG", "LDS", "LDGSTS", "STG"):
+                    shown[op.split(".")[0]] += count if op.split(".")[0] != op else 0
             per = lanes / 8
             shfl = sum(v for k, v in ops.items() if k.startswith("SHFL"))
-            print(f"| {name} | {regs} | {stack}/{local} | " + " | ".join(f"{ops.get(k, 0) * per:.1f}" for k in keys)
+            print(f"| {name} | {regs} | {stack}/{local} | " + " | ".join(f"{shown[k] * per:.1f}" for k in keys)
                   + f" | {shfl * per:.1f} | {sum(ops.values()) * per:.1f} |", flush=True)
 
 
@@ -655,6 +667,7 @@ def main():
     for flag in ("check", "segments", "bench", "decode", "quick", "variants", "sass", "sass-bwd",
                  "bwd-variants", "bwd-sweep"):
         p.add_argument(f"--{flag}", action="store_true")
+    p.add_argument("--only", default="", metavar="NAMES", help="--sass: only these THREAD_VARIANTS (comma-separated)")
     p.add_argument("--shard", default="0/1", metavar="I/N",
                    help="--check runs rows I, I+N, I+2N, ... (N processes side by side share the compile time)")
     args = p.parse_args()

@@ -34,6 +34,7 @@ from .selective_scan_triton_thread import (
     _thread_bwd_kernel,
     _thread_fwd_kernel,
     _thread_lanes_fwd_kernel,
+    _thread_lanes_pf_fwd_kernel,
 )
 
 LOG2E = math.log2(math.e)
@@ -500,17 +501,31 @@ def _num_sms(device: torch.device) -> int:
     return 1
 
 
-# Variants of the thread forward (``_thread_lanes_fwd_kernel``), each paired with the scan backward: name ->
-# (S lanes per channel, POLY of a lane's NP/S states whose exponential runs on the FMA pipe, B/C tiles in fp32).
+class ThreadFwdVariant(NamedTuple):
+    """An opt-in configuration of the lanes thread forward (``_thread_lanes_fwd_kernel``)."""
+
+    lanes: int  # S lanes per channel
+    poly: int  # states of a lane's NP/S whose exponential runs on the FMA pipe (``_exp2_fma``)
+    fp32_bc: bool  # B/C tiles in fp32
+    prefetch: bool = False  # ``_thread_lanes_pf_fwd_kernel``: a tile's loads one tile ahead, into registers
+    stages: int = 0  # > 1: ``_thread_lanes_pf_fwd_kernel`` with its tile loop pipelined by Triton over this many
+
+
+# Variants of the thread forward, each paired with the scan backward: name -> ThreadFwdVariant.
 # "auto" uses thread_split2_poly1 (see KERNEL_PAIRS); ``benchmarks/scan.py --variants`` times them all. They run
 # the whole sequence in one program per (batch, 32/S channels); with fewer than THREAD_VARIANT_MIN_WARPS_PER_SM
 # warps per SM, an explicit ``_n_seg`` > 1 or N > 16 they fall back to the "thread" forward (which splits the
 # sequence). fp32 B/C tiles: the re-laid copy is made anyway and is small (batch*N*L), and in sm_90 SASS the
 # per-lane bf16 -> fp32 unpacking of the broadcast B/C rows is 420 of the 1553 instructions of an 8-step tile.
-THREAD_VARIANTS = {"thread_lanes1_bf16bc": (1, 0, False), "thread_lanes1": (1, 0, True),
-                   "thread_poly1": (1, 1, True), "thread_poly4": (1, 4, True),
-                   "thread_split2": (2, 0, True), "thread_split2_poly1": (2, 1, True),
-                   "thread_split4": (4, 0, True), "thread_split4_poly1": (4, 1, True)}
+# The _pf / _stages3 / _stages4 forms of thread_split2_poly1 aim to hide load latency (~2 warps per SM scheduler
+# at (8, 2048, 2048, 16)): see ``_thread_lanes_pf_fwd_kernel``.
+THREAD_VARIANTS = {name: ThreadFwdVariant(*v) for name, v in {
+    "thread_lanes1_bf16bc": (1, 0, False), "thread_lanes1": (1, 0, True),
+    "thread_poly1": (1, 1, True), "thread_poly4": (1, 4, True),
+    "thread_split2": (2, 0, True), "thread_split2_poly1": (2, 1, True),
+    "thread_split4": (4, 0, True), "thread_split4_poly1": (4, 1, True),
+    "thread_split2_poly1_pf": (2, 1, True, True), "thread_split2_poly1_stages3": (2, 1, True, False, 3),
+    "thread_split2_poly1_stages4": (2, 1, True, False, 4)}.items()}
 THREAD_VARIANT_MIN_WARPS_PER_SM = 2
 
 
@@ -689,7 +704,7 @@ def _thread_variant_forward(impl, u, delta, A, B, C, D, z, delta_bias, delta_sof
                             num_warps=None, tile=None, n_seg=None):
     """Run a THREAD_VARIANTS forward: (out, states, chunk) as ``_forward``, or None where it does not apply (the
     caller then runs the "thread" forward)."""
-    lanes, poly, fp32_bc = THREAD_VARIANTS[impl]
+    lanes, poly, fp32_bc, prefetch, stages = THREAD_VARIANTS[impl]
     batch, dim, seqlen, dstate = u.shape[0], u.shape[1], u.shape[2], A.shape[1]
     np2 = max(2, triton.next_power_of_2(dstate))
     if dstate > MAX_THREAD_DSTATE or (n_seg or 1) > 1:
@@ -710,14 +725,19 @@ def _thread_variant_forward(impl, u, delta, A, B, C, D, z, delta_bias, delta_sof
     if fp32_bc:
         Bg, Cg = (Bg.float() if b_var else Bg), (Cg.float() if c_var else Cg)
     Bt, Ct = _state_tiles(Bg, b_var, np2, tile), _state_tiles(Cg, c_var, np2, tile)
-    _thread_lanes_fwd_kernel[(batch, dblocks)](
+    kernel, extra = _thread_lanes_fwd_kernel, {}
+    if prefetch or stages:
+        kernel, extra = _thread_lanes_pf_fwd_kernel, dict(PREFETCH=prefetch, STAGES=max(1, stages),
+                                                          INTERP=os.environ.get("TRITON_INTERPRET") == "1")
+    kernel[(batch, dblocks)](
         u, delta, A, Bt, Ct, D if D is not None else A, zz, delta_bias if delta_bias is not None else A, out,
         states, dim, seqlen, n_chunks, dim // n_groups, dstate,
         *u.stride(), *delta.stride(), *zz.stride(), *out.stride(), *_tile_strides(Bt, b_var),
         *_tile_strides(Ct, c_var), *A.stride(),
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
         B_VAR=b_var, C_VAR=c_var, BLOCK_D=block_d, NP=np2, CHUNK=chunk, T=tile, S=lanes, POLY=poly,
-        VEC=16 // max(Bt.element_size() if b_var else 1, Ct.element_size() if c_var else 1), num_warps=num_warps)
+        VEC=16 // max(Bt.element_size() if b_var else 1, Ct.element_size() if c_var else 1), num_warps=num_warps,
+        **extra)
     return out, states, chunk
 
 

@@ -836,27 +836,12 @@ def _lanes_state_tiles(tile_ptr, zero_rows, lane, NJ: tl.constexpr, S: tl.conste
 
 
 @triton.jit
-def _lanes_tile(h, A2, Bfix, Cfix, Dv, bias, t0, L, dmask, lane, u_row, dt_row, z_row, o_row, B_tiles, C_tiles,
-                s_ul, s_dl, s_zl, s_ol,
-                HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-                B_VAR: tl.constexpr, C_VAR: tl.constexpr, MASK_T: tl.constexpr,
-                NJ: tl.constexpr, S: tl.constexpr, POLY: tl.constexpr, T: tl.constexpr, TM: tl.constexpr,
-                VEC: tl.constexpr):
-    """``_thread_tile`` (without the LOCAL pass) on a state tuple of NJ (BLOCK_D, S) tensors; the first POLY
-    entries take ``_exp2_fma``."""
-    tt, t, m2, u, _, dt = _tile_inputs(t0, L, dmask, u_row, dt_row, s_ul, s_dl, bias, HAS_BIAS, SOFTPLUS, MASK_T, T)
-    dtu = dt * u
-    zero_rows = tl.zeros_like(dmask.to(tl.int32))[:, None, None]
-    tile_offs = (t0 // TM) * (NJ * S * TM)
-    if T != TM:
-        tile_offs += t0 % TM
-    if B_VAR:
-        Bt = _lanes_state_tiles(B_tiles + tile_offs, zero_rows, lane, NJ, S, T, TM, VEC)
-    if C_VAR:
-        Ct = _lanes_state_tiles(C_tiles + tile_offs, zero_rows, lane, NJ, S, T, TM, VEC)
+def _lanes_steps(h, A2, Bfix, Cfix, tt, dt, dtu, Bt, Ct, B_VAR: tl.constexpr, C_VAR: tl.constexpr,
+                 NJ: tl.constexpr, POLY: tl.constexpr, T: tl.constexpr):
+    """The T unrolled steps of a tile: (state tuple after them, y before D and z as a (BLOCK_D, T) tile)."""
     dt_cols = _columns(dt, T)
     dtu_cols = _columns(dtu, T)
-    y = tl.zeros_like(u)
+    y = tl.zeros_like(dt)
     for k in tl.static_range(T):
         sel = (tt == k)[None, :]
         dt_k = dt_cols[k][:, None]
@@ -880,6 +865,31 @@ def _lanes_tile(h, A2, Bfix, Cfix, Dv, bias, t0, L, dmask, lane, u_row, dt_row, 
                 y_lanes += h_j * Cfix[j]
         h = hn
         y = tl.where(sel, tl.sum(y_lanes, axis=1)[:, None], y)
+    return h, y
+
+
+@triton.jit
+def _lanes_tile(h, A2, Bfix, Cfix, Dv, bias, t0, L, dmask, lane, u_row, dt_row, z_row, o_row, B_tiles, C_tiles,
+                s_ul, s_dl, s_zl, s_ol,
+                HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+                B_VAR: tl.constexpr, C_VAR: tl.constexpr, MASK_T: tl.constexpr,
+                NJ: tl.constexpr, S: tl.constexpr, POLY: tl.constexpr, T: tl.constexpr, TM: tl.constexpr,
+                VEC: tl.constexpr):
+    """``_thread_tile`` (without the LOCAL pass) on a state tuple of NJ (BLOCK_D, S) tensors; the first POLY
+    entries take ``_exp2_fma``."""
+    tt, t, m2, u, _, dt = _tile_inputs(t0, L, dmask, u_row, dt_row, s_ul, s_dl, bias, HAS_BIAS, SOFTPLUS, MASK_T, T)
+    dtu = dt * u
+    zero_rows = tl.zeros_like(dmask.to(tl.int32))[:, None, None]
+    tile_offs = (t0 // TM) * (NJ * S * TM)
+    if T != TM:
+        tile_offs += t0 % TM
+    Bt = ()
+    Ct = ()
+    if B_VAR:
+        Bt = _lanes_state_tiles(B_tiles + tile_offs, zero_rows, lane, NJ, S, T, TM, VEC)
+    if C_VAR:
+        Ct = _lanes_state_tiles(C_tiles + tile_offs, zero_rows, lane, NJ, S, T, TM, VEC)
+    h, y = _lanes_steps(h, A2, Bfix, Cfix, tt, dt, dtu, Bt, Ct, B_VAR, C_VAR, NJ, POLY, T)
     if HAS_D:
         y += Dv[:, None] * u
     if HAS_Z:
@@ -945,3 +955,207 @@ def _thread_lanes_fwd_kernel(
         for jj in tl.static_range(NJ):
             tl.store(states_ptr + st_row[:, None] + lane[None, :] * NJ + jj, h[jj], mask=dmask[:, None])
         c += 1
+
+
+
+# Latency-hiding forms of the lanes forward (opt-in, THREAD_VARIANTS). In the sm_90 SASS of
+# ``_thread_lanes_fwd_kernel`` the compiler spreads a tile's 32 B/C vector loads (L2 hits) over the tile, each a
+# few steps before its use, so with ~2 warps per SM scheduler at (8, 2048, 2048, 16) their latency shows. Here the
+# full T-step tiles run in one flat loop (a state store every CHUNK/T tiles), so that loads can run ahead across
+# chunk ends:
+# * PREFETCH: all loads of tile i+1 (u, delta, z, B/C columns) are issued in iteration i into loop-carried
+#   registers (2*NJ*T fp32 B/C values per lane more: 255 registers at NP=16, T=8; ptxas still places them in the
+#   last ~40% of the iteration, and copies them to the current tile's registers: ~17 MOV per channel-step).
+# * STAGES > 1: ``tl.range(num_stages=STAGES)``: Triton's software pipeliner turns the loads into asynchronous
+#   copies to shared memory (cp.async) and the tile reads shared memory. The copies for tile i+STAGES-1 are issued
+#   at the end of iteration i, and iteration i waits for its own at the top, so STAGES = 2 hides nothing; 3 keeps
+#   one tile's copies in flight during a tile, 4 two. B/C are loaded as one block per lane (``_lanes_state_block``).
+
+
+@triton.jit
+def _split_last(x, W: tl.constexpr):
+    """The W entries of the last axis of a (1, S, W) tensor as a tuple of (1, S) tensors (by halving)."""
+    if W == 1:
+        cols = (tl.reshape(x, (x.shape[0], x.shape[1])),)
+    else:
+        even, odd = tl.split(tl.reshape(x, (x.shape[0], x.shape[1], W // 2, 2)))
+        ce = _split_last(even, W // 2)
+        co = _split_last(odd, W // 2)
+        cols = ()
+        for i in tl.static_range(W // 2):
+            cols = cols + (ce[i], co[i])
+    return cols
+
+
+@triton.jit
+def _lanes_state_block(tile_ptr, lane, NJ: tl.constexpr, S: tl.constexpr, T: tl.constexpr):
+    """``_lanes_state_tiles`` as one (1, S, NJ*T) load (lane s's NJ rows are contiguous in the tile), for the
+    pipeliner: it copies the tile to shared memory spread over the warp (one 16-byte copy per thread, where the
+    broadcast (BLOCK_D, S, VEC) pieces took 2*NJ*T/VEC copies per thread and, broadcast over the BLOCK_D channels,
+    16 KB of shared memory a stage at NP = 16, T = 8), and the columns come back as in-thread slices."""
+    w = tl.arange(0, NJ * T)
+    cols = _split_last(tl.load(tile_ptr + (lane * (NJ * T))[None, :, None] + w[None, None, :]), NJ * T)
+    tiles = ()
+    for j in tl.static_range(NJ):
+        row = ()
+        for k in tl.static_range(T):
+            row = row + (cols[j * T + k].to(tl.float32),)
+        tiles = tiles + (row,)
+    return tiles
+
+
+@triton.jit
+def _lanes_tile_loads(t0, ok, tile, dmask, lane, u_row, dt_row, z_row, B_tiles, C_tiles, s_ul, s_dl, s_zl,
+                      HAS_Z: tl.constexpr, B_VAR: tl.constexpr, C_VAR: tl.constexpr, NJ: tl.constexpr,
+                      S: tl.constexpr, T: tl.constexpr, VEC: tl.constexpr, BC_BLOCK: tl.constexpr):
+    """The loads of the full tile at steps t0 .. t0+T-1, as the tile loop carries them: u, delta, z (BLOCK_D, T)
+    in their dtype (z: u without z), masked off unless ``ok`` (a scalar, so that they stay vector loads), and the
+    B/C columns of B/C tile ``tile`` (empty tuples where fixed): (BLOCK_D, S) from 16-byte broadcast loads, or with
+    BC_BLOCK (1, S) from one load of each lane's rows (``_lanes_state_block``, for the pipeliner)."""
+    t = t0 + tl.arange(0, T)
+    m2 = tl.broadcast_to(dmask[:, None] & ok, (dmask.shape[0], T))
+    u = tl.load(u_row[:, None] + t[None, :] * s_ul, mask=m2, other=0.0)
+    dt = tl.load(dt_row[:, None] + t[None, :] * s_dl, mask=m2, other=0.0)
+    z = u
+    if HAS_Z:
+        z = tl.load(z_row[:, None] + t[None, :] * s_zl, mask=m2, other=0.0)
+    Bt = ()
+    Ct = ()
+    if BC_BLOCK:
+        if B_VAR:
+            Bt = _lanes_state_block(B_tiles + tile * (NJ * S * T), lane, NJ, S, T)
+        if C_VAR:
+            Ct = _lanes_state_block(C_tiles + tile * (NJ * S * T), lane, NJ, S, T)
+    else:
+        zero_rows = tl.zeros_like(dmask.to(tl.int32))[:, None, None]
+        if B_VAR:
+            Bt = _lanes_state_tiles(B_tiles + tile * (NJ * S * T), zero_rows, lane, NJ, S, T, T, VEC)
+        if C_VAR:
+            Ct = _lanes_state_tiles(C_tiles + tile * (NJ * S * T), zero_rows, lane, NJ, S, T, T, VEC)
+    return u, dt, z, Bt, Ct
+
+
+@triton.jit
+def _lanes_tile_math(h, A2, Bfix, Cfix, Dv, bias, t0, dmask, loads, o_row, s_ol,
+                     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+                     B_VAR: tl.constexpr, C_VAR: tl.constexpr, NJ: tl.constexpr, POLY: tl.constexpr,
+                     T: tl.constexpr):
+    """``_lanes_tile`` of a full tile from the ``_lanes_tile_loads`` of it; returns the state tuple."""
+    u, dt_pre, z, Bt, Ct = loads
+    tt = tl.arange(0, T)
+    m2 = tl.broadcast_to(dmask[:, None], (dmask.shape[0], T))
+    u = u.to(tl.float32)
+    dt = dt_pre.to(tl.float32)
+    if HAS_BIAS:
+        dt = dt + bias[:, None]
+    if SOFTPLUS:
+        dt = softplus_fp32(dt)
+    dt = tl.where(m2, dt, 0.0)
+    h, y = _lanes_steps(h, A2, Bfix, Cfix, tt, dt, dt * u, Bt, Ct, B_VAR, C_VAR, NJ, POLY, T)
+    if HAS_D:
+        y += Dv[:, None] * u
+    if HAS_Z:
+        zz = z.to(tl.float32)
+        y = y * zz * tl.sigmoid(zz)
+    tl.store(o_row[:, None] + (t0 + tt)[None, :] * s_ol, y, mask=m2)
+    return h
+
+
+@triton.jit
+def _lanes_store_state(h, states_ptr, st_rows, c, dmask, lane, NJ: tl.constexpr, NP: tl.constexpr):
+    """Write the state tuple as chunk c's end state (rows of (batch, dim, n_chunks, NP) at ``st_rows``)."""
+    for jj in tl.static_range(NJ):
+        tl.store(states_ptr + st_rows[:, None] + c * NP + lane[None, :] * NJ + jj, h[jj], mask=dmask[:, None])
+
+
+@triton.jit
+def _lanes_pf_iteration(i, h, ahead, A2, Bfix, Cfix, Dv, bias, n_tiles, last_tile, dmask, lane, u_row, dt_row, z_row,
+                        o_row, B_tiles, C_tiles, states_ptr, st_rows, s_ul, s_dl, s_zl, s_ol,
+                        HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+                        B_VAR: tl.constexpr, C_VAR: tl.constexpr, NJ: tl.constexpr, S: tl.constexpr,
+                        NP: tl.constexpr, POLY: tl.constexpr, T: tl.constexpr, TPC: tl.constexpr,
+                        VEC: tl.constexpr, PREFETCH: tl.constexpr, BC_BLOCK: tl.constexpr):
+    """Full tile i of ``_thread_lanes_pf_fwd_kernel``: (state tuple, loads of tile i+1 if PREFETCH (else
+    ``ahead`` as it came)). With PREFETCH ``ahead`` holds tile i's loads."""
+    if PREFETCH:
+        loads = ahead
+        # B/C tile loads are not masked: the one past the last full tile repeats it (in bounds)
+        ahead = _lanes_tile_loads((i + 1) * T, i + 1 < n_tiles, tl.minimum(i + 1, last_tile), dmask, lane, u_row,
+                                  dt_row, z_row, B_tiles, C_tiles, s_ul, s_dl, s_zl, HAS_Z, B_VAR, C_VAR, NJ, S, T,
+                                  VEC, BC_BLOCK)
+    else:
+        loads = _lanes_tile_loads(i * T, True, i, dmask, lane, u_row, dt_row, z_row, B_tiles, C_tiles, s_ul, s_dl,
+                                  s_zl, HAS_Z, B_VAR, C_VAR, NJ, S, T, VEC, BC_BLOCK)
+    h = _lanes_tile_math(h, A2, Bfix, Cfix, Dv, bias, i * T, dmask, loads, o_row, s_ol, HAS_D, HAS_Z, HAS_BIAS,
+                         SOFTPLUS, B_VAR, C_VAR, NJ, POLY, T)
+    if (i + 1) % TPC == 0:
+        _lanes_store_state(h, states_ptr, st_rows, (i + 1) // TPC - 1, dmask, lane, NJ, NP)
+    return h, ahead
+
+
+@triton.jit
+def _thread_lanes_pf_fwd_kernel(
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, states_ptr,
+    dim, L, n_chunks, group_size, dstate,
+    s_ub, s_ud, s_ul, s_db, s_dd, s_dl, s_zb, s_zd, s_zl, s_ob, s_od, s_ol,
+    s_Bb, s_Bg, s_Bn, s_Bl, s_Cb, s_Cg, s_Cn, s_Cl, s_Ad, s_An,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    B_VAR: tl.constexpr, C_VAR: tl.constexpr,
+    BLOCK_D: tl.constexpr, NP: tl.constexpr, CHUNK: tl.constexpr, T: tl.constexpr,
+    S: tl.constexpr, POLY: tl.constexpr, VEC: tl.constexpr, PREFETCH: tl.constexpr, STAGES: tl.constexpr,
+    INTERP: tl.constexpr,
+):
+    """``_thread_lanes_fwd_kernel`` with its full tiles in one loop, loaded a tile ahead into registers (PREFETCH)
+    or pipelined by Triton over STAGES > 1 (a plain loop under the interpreter (INTERP), which cannot run
+    ``tl.range`` to a runtime bound); same arguments and outputs, plus those."""
+    NJ: tl.constexpr = NP // S
+    TPC: tl.constexpr = CHUNK // T
+    pid_b = tl.program_id(0)
+    pid_d = tl.program_id(1)
+    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    lane = tl.arange(0, S)
+    dmask = d < dim
+    grp = (pid_d * BLOCK_D) // group_size
+
+    A2, Bfix, Cfix = _lanes_state_params(A_ptr, B_ptr, C_ptr, d, dmask, lane, dstate, s_Ad, s_An, s_Bb, s_Bn,
+                                         s_Cb, s_Cn, B_VAR, C_VAR, NJ, S)
+    bias, Dv = channel_bias_and_d(bias_ptr, D_ptr, d, dmask, HAS_BIAS, HAS_D)
+    h = ()
+    for _ in tl.static_range(NJ):
+        h = h + (tl.zeros([BLOCK_D, S], dtype=tl.float32),)
+
+    u_row = u_ptr + pid_b * s_ub + d * s_ud
+    dt_row = delta_ptr + pid_b * s_db + d * s_dd
+    z_row = z_ptr + pid_b * s_zb + d * s_zd
+    o_row = out_ptr + pid_b * s_ob + d * s_od
+    B_tiles = B_ptr + pid_b * s_Bb + grp * s_Bg  # var B/C: (batch, G, L/T, NP, T) tiles, zero-padded
+    C_tiles = C_ptr + pid_b * s_Cb + grp * s_Cg
+    st_rows = (pid_b * dim + d) * n_chunks * NP
+    n_tiles = L // T
+    last_tile = tl.maximum(n_tiles - 1, 0)
+    ahead = 0
+    if PREFETCH:
+        ahead = _lanes_tile_loads(0, n_tiles > 0, 0, dmask, lane, u_row, dt_row, z_row, B_tiles, C_tiles, s_ul, s_dl,
+                                  s_zl, HAS_Z, B_VAR, C_VAR, NJ, S, T, VEC, False)
+    if STAGES > 1 and not INTERP:
+        for i in tl.range(0, n_tiles, num_stages=STAGES):
+            h, ahead = _lanes_pf_iteration(i, h, ahead, A2, Bfix, Cfix, Dv, bias, n_tiles, last_tile, dmask, lane,
+                                           u_row, dt_row, z_row, o_row, B_tiles, C_tiles, states_ptr, st_rows, s_ul,
+                                           s_dl, s_zl, s_ol, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR, C_VAR, NJ, S,
+                                           NP, POLY, T, TPC, VEC, PREFETCH, STAGES > 1)
+    else:
+        i = 0
+        while i < n_tiles:
+            h, ahead = _lanes_pf_iteration(i, h, ahead, A2, Bfix, Cfix, Dv, bias, n_tiles, last_tile, dmask, lane,
+                                           u_row, dt_row, z_row, o_row, B_tiles, C_tiles, states_ptr, st_rows, s_ul,
+                                           s_dl, s_zl, s_ol, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR, C_VAR, NJ, S,
+                                           NP, POLY, T, TPC, VEC, PREFETCH, STAGES > 1)
+            i += 1
+    t0 = n_tiles * T
+    while t0 < L:
+        h = _lanes_tile(h, A2, Bfix, Cfix, Dv, bias, t0, L, dmask, lane, u_row, dt_row, z_row, o_row, B_tiles,
+                        C_tiles, s_ul, s_dl, s_zl, s_ol, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR, C_VAR, True,
+                        NJ, S, POLY, 1, T, VEC)
+        t0 += 1
+    if L % CHUNK != 0:  # the last chunk ends inside a tile or after the last full one
+        _lanes_store_state(h, states_ptr, st_rows, n_chunks - 1, dmask, lane, NJ, NP)

@@ -27,8 +27,12 @@ from tests.mamba_core.scan_cases import (
 
 @pytest.fixture
 def lanes_spy(monkeypatch):
+    """Records the launches of both lanes forwards (the plain one and the prefetching / pipelined one) in one list."""
     spy = LaunchSpy(sst._thread_lanes_fwd_kernel)
+    pf_spy = LaunchSpy(sst._thread_lanes_pf_fwd_kernel)
+    pf_spy.launches = spy.launches
     monkeypatch.setattr(sst, "_thread_lanes_fwd_kernel", spy)
+    monkeypatch.setattr(sst, "_thread_lanes_pf_fwd_kernel", pf_spy)
     return spy
 
 
@@ -68,6 +72,12 @@ VARIANT_CASES = [
     ("thread_poly1", 8, 19, "fixed", "fixed", 1, 4),
     ("thread_lanes1", 4, 33, "var", "var", 1, 8),
     ("thread_lanes1_bf16bc", 16, 27, "var", "group", 1, 8),
+    # flat tile loop: lengths past the last full tile and chunk, a whole number of chunks, shorter than a tile
+    ("thread_split2_poly1_pf", 16, 45, "var", "var", 1, 8),
+    ("thread_split2_poly1_pf", 5, 32, "group", "group", 2, 4),
+    ("thread_split2_poly1_pf", 16, 6, "var", "fixed", 1, 8),
+    ("thread_split2_poly1_stages4", 3, 37, "group", "group", 2, 8),
+    ("thread_split2_poly1_stages3", 16, 21, "var", "fixed", 1, 2),
 ]
 
 
@@ -78,13 +88,21 @@ def test_variant_matches_reference_fp32(impl, dstate, seqlen, b_form, c_form, gr
     inputs = make_inputs(2, 4, seqlen, dstate, b_form, c_form, groups=groups, seed=len(impl))
     check_against_reference(inputs, 1e-5, 1e-5, _impl=impl, _chunk=16, _block_d=2, _tile=tile, _n_seg=1)
     assert len(lanes_spy.launches) == 1
-    lanes, poly, _ = THREAD_VARIANTS[impl]
+    variant = THREAD_VARIANTS[impl]
     np2 = triton.next_power_of_2(dstate)
-    assert lanes_spy.launches[0]["S"] == min(lanes, np2)
-    assert lanes_spy.launches[0]["POLY"] == min(poly, np2 // min(lanes, np2))
+    launch = lanes_spy.launches[0]
+    assert launch["S"] == min(variant.lanes, np2)
+    assert launch["POLY"] == min(variant.poly, np2 // min(variant.lanes, np2))
+    assert (launch.get("PREFETCH", False), launch.get("STAGES", 1)) == (variant.prefetch, max(1, variant.stages))
 
 
-@pytest.mark.parametrize("impl, dtype", [("thread_split2_poly1", torch.bfloat16), ("thread_split4", torch.float16)])
+def test_every_variant_has_a_case():
+    assert {case[0] for case in VARIANT_CASES} == set(THREAD_VARIANTS)
+
+
+@pytest.mark.parametrize("impl, dtype", [("thread_split2_poly1", torch.bfloat16), ("thread_split4", torch.float16),
+                                         ("thread_split2_poly1_pf", torch.bfloat16),
+                                         ("thread_split2_poly1_stages3", torch.bfloat16)])
 def test_variant_half_precision(impl, dtype, lanes_spy):
     inputs = make_inputs(1, 4, 37, 16, "var", "var", dtype=dtype, seed=4)
     check_against_reference(inputs, 2e-2, 3e-2, _impl=impl, _chunk=16, _n_seg=1)
