@@ -364,8 +364,9 @@ def variants(args):
         ref, scale = ref.float(), ref_last.abs().max().item()
     # (name, _impl, extra kwargs): the default (segments picked from the SM count), the same kernel unsplit, then
     # every variant (forced to run with _n_seg=1: by default a variant falls back on inputs too thin for the GPU)
-    rows = [("thread_scan (default)", "thread_scan", {}), ("thread_scan _n_seg=1", "thread_scan", {"_n_seg": 1})]
-    rows += [(impl, impl, {"_n_seg": 1}) for impl in sst.THREAD_VARIANTS]
+    rows = [("thread_scan (old default)", "thread_scan", {}), ("thread_scan _n_seg=1", "thread_scan", {"_n_seg": 1})]
+    rows += [(impl, impl, {"_n_seg": 1}) for impl in sst.THREAD_VARIANTS
+             if not args.only or impl in args.only.split(",")]
     for name, impl, kw in rows:
         lanes, poly, f32, prefetch, stages = sst.THREAD_VARIANTS.get(impl, sst.ThreadFwdVariant(1, 0, False))
         try:
@@ -481,6 +482,8 @@ def bwd_variants(args):
     each, so that a time limit (first compiles take ~15 s per variant) cuts whole rows at the end."""
     shapes = ((1, 40, 32, 8), (1, 33, 32, 4)) if SMOKE else BWD_SHAPES
     impls = ["auto", "thread"] + [f"bwd_{name}" for name in sst.THREAD_BWD_VARIANTS]
+    if args.only:
+        impls = ["auto"] + [impl for impl in impls[1:] if impl.removeprefix("bwd_") in args.only.split(",")]
     inputs = [make_inputs(batch, dim, seqlen, dstate, torch.bfloat16) for batch, seqlen, dim, dstate in shapes]
     names = [k for k in ARGS if inputs[0][k] is not None]
     refs = [None] * len(shapes)
@@ -667,7 +670,9 @@ def main():
     for flag in ("check", "segments", "bench", "decode", "quick", "variants", "sass", "sass-bwd",
                  "bwd-variants", "bwd-sweep"):
         p.add_argument(f"--{flag}", action="store_true")
-    p.add_argument("--only", default="", metavar="NAMES", help="--sass: only these THREAD_VARIANTS (comma-separated)")
+    p.add_argument("--only", default="", metavar="NAMES",
+                   help="--sass, --variants: only these THREAD_VARIANTS; --bwd-variants: only these "
+                        "THREAD_BWD_VARIANTS (comma-separated)")
     p.add_argument("--shard", default="0/1", metavar="I/N",
                    help="--check runs rows I, I+N, I+2N, ... (N processes side by side share the compile time)")
     args = p.parse_args()
