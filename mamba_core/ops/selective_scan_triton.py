@@ -512,7 +512,7 @@ class ThreadFwdVariant(NamedTuple):
 
 
 # Variants of the thread forward, each paired with the scan backward: name -> ThreadFwdVariant.
-# "auto" uses thread_split2_poly1 (see KERNEL_PAIRS); ``benchmarks/scan.py --variants`` times them all. They run
+# "auto" uses thread_split2_poly1_stages3 (see KERNEL_PAIRS); ``benchmarks/scan.py --variants`` times them. They run
 # the whole sequence in one program per (batch, 32/S channels); with fewer than THREAD_VARIANT_MIN_WARPS_PER_SM
 # warps per SM, an explicit ``_n_seg`` > 1 or N > 16 they fall back to the "thread" forward (which splits the
 # sequence). fp32 B/C tiles: the re-laid copy is made anyway and is small (batch*N*L), and in sm_90 SASS the
@@ -566,12 +566,13 @@ THREAD_BWD_WARPS_PER_SM = 16
 THREAD_BWD_MIN_SEG_CHUNKS = 8
 IMPLS = ("auto", "thread", "thread_scan", "seq", "scan", *THREAD_VARIANTS,
          *(f"bwd_{name}" for name in THREAD_BWD_VARIANTS))
-# (forward, backward) kernels per implementation choice; "auto" pairs the fastest of each (benchmarks/README.md:
-# H200 2026-11-26 `scan.py --variants` for the forward, where at (8, 2048, 2048, 16) bf16 thread_split2_poly1 took
-# 0.621 ms against 0.923 for "thread"; H100 2026-11-26 `--bwd-variants` / `--bwd-sweep` for the backward). Thread
+# (forward, backward) kernels per implementation choice; "auto" pairs the fastest of each (benchmarks/README.md,
+# H100 2026-11-26: `scan.py --variants` for the forward, where at (8, 2048, 2048, 16) bf16 thread_split2_poly1_stages3
+# took 0.405 ms, _stages4 0.402, _pf 0.468, thread_split2_poly1 0.636 and "thread" 0.935; `--bwd-variants` /
+# `--bwd-sweep` for the backward). Thread
 # kernels (N states per lane) fall back to "seq" forward and "scan" backward for N > 16; the forward variants fall
 # back to "thread" on thin inputs (see above).
-KERNEL_PAIRS = {"auto": ("thread_split2_poly1", "thread_dot"), "thread": ("thread", "thread"),
+KERNEL_PAIRS = {"auto": ("thread_split2_poly1_stages3", "thread_dot"), "thread": ("thread", "thread"),
                 "thread_scan": ("thread", "scan"), "seq": ("seq", "seq"), "scan": ("scan", "scan"),
                 **{name: (name, "scan") for name in THREAD_VARIANTS}}
 KERNEL_PAIRS.update({f"bwd_{name}": (KERNEL_PAIRS["auto"][0], name) for name in THREAD_BWD_VARIANTS})
@@ -938,7 +939,7 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     Args are those of :func:`mamba_core.ops.selective_scan_ref`. Private overrides: ``_impl`` picks the kernels:
     "thread" (one lane per channel, forward and backward, see ``selective_scan_triton_thread``), "thread_scan"
     (thread forward, scan backward), "seq" (step-by-step recurrence), "scan" (``tl.associative_scan`` over
-    chunks), "auto" (the fastest pair measured: the "thread_split2_poly1" forward variant with the "thread_dot"
+    chunks), "auto" (the fastest pair measured: the "thread_split2_poly1_stages3" forward variant with the "thread_dot"
     backward; thin inputs fall back to the "thread" forward, N > 16 to "seq" forward, "scan" backward) or one of the
     other thread-forward variants in ``THREAD_VARIANTS`` (lane split, software exponentials, fp32 B/C), or
     "bwd_<name>": the default forward with a thread-backward variant of ``THREAD_BWD_VARIANTS``. The
