@@ -536,7 +536,10 @@ class ThreadBwdVariant(NamedTuple):
 # channel-step would take ~1.2 ms issue-bound at that shape against 5.7 ms measured (H100, run 7): it waits on
 # latency. Segments cost one light pass (``_thread_bwd_carry_kernel``, one exponential per element) over all but
 # the last segment. The one-product-per-tile dB/dC sums keep 2*N*T values live through the state loop (more
-# registers: the compiler recomputes exponentials); dot_cols=16 sums 16 columns at a time.
+# registers: the compiler recomputes exponentials); dot_cols=16 sums 16 columns at a time. thread_dot_split2 (not
+# yet timed on a GPU) is the other way to more warps: 2 lanes per channel with N/2 states each (16-channel one-warp
+# programs, twice as many), as the forward's thread_split2; it needs the products for variable dB/dC, so groups of
+# fewer than 16 channels run it with one lane.
 THREAD_BWD_VARIANTS = {
     "thread_dot": ThreadBwdVariant(True, True), "thread_seg": ThreadBwdVariant(False, True),
     "thread_dot_g16": ThreadBwdVariant(True, True, dot_cols=16),

@@ -317,12 +317,16 @@ def _state_entry(row, lane, j, NJ: tl.constexpr, S: tl.constexpr):
 
 @triton.jit
 def _bc_tiles(tile_ptr, zero_cols, tt, lane, NP: tl.constexpr, S: tl.constexpr, T: tl.constexpr, TM: tl.constexpr):
-    """T steps of variable B or C in the layout of the state tuple: ``_state_tiles`` (S = 1) or
-    ``_lanes_state_tiles`` (NP/S entries of (BLOCK_D, S))."""
+    """T steps of variable B or C in the layout of the state tuple: ``_state_tiles`` (S = 1) or NP/S tuples of T
+    (BLOCK_D, S) columns, lane s of entry j holding row s*NJ + j (one base address, compile-time offsets j*TM)."""
     if S == 1:
         tiles = _state_tiles(tile_ptr, zero_cols, tt, NP, T, TM)
     else:
-        tiles = _lanes_state_tiles(tile_ptr, zero_cols[:, :, None], lane, NP // S, S, T, TM, 4)
+        NJ: tl.constexpr = NP // S
+        rows = tile_ptr + zero_cols[:, :, None] + (lane * (NJ * TM))[None, :, None] + tt[None, None, :]
+        tiles = ()
+        for j in tl.static_range(NJ):
+            tiles = tiles + (_columns(tl.load(rows + j * TM), T),)
     return tiles
 
 
@@ -715,7 +719,7 @@ def _thread_bwd_kernel(
     lane holds NP/S states of its channel (lane s: states s*NJ ..), halving the registers per lane for twice the
     warps; per-state work is split over the lanes, per-step sums over the states take one cross-lane combine each.
     Variable dB/dC need BC_DOT (its products sum per state)."""
-    tl.static_assert(S == 1 or BC_DOT or not (B_VAR or C_VAR), "S lanes per channel: variable dB/dC need BC_DOT")
+    tl.static_assert(S == 1 or BC_DOT != 0 or not (B_VAR or C_VAR), "S lanes per channel: variable dB/dC need BC_DOT")
     NJ: tl.constexpr = NP // S
     pid_b = tl.program_id(0)
     pid_d = tl.program_id(1)
@@ -760,7 +764,7 @@ def _thread_bwd_kernel(
     n_slots = CHUNK // T + T
     cells = tl.arange(0, BLOCK_D)  # a state entry's scratch cells
     if S > 1:
-        cells = cells[:, None] * S + lane[None, :]
+        cells = cells[:, None] + lane[None, :] * BLOCK_D
     scr = scratch_ptr + ((pid_b * tl.num_programs(1) + pid_d) * n_seg + seg) * (n_slots * NP * BLOCK_D) + cells
     part_blk = part_ptr + (pid_b * tl.num_programs(1) + pid_d).to(tl.int64) * (NP * L)
 
