@@ -789,7 +789,7 @@ def _backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
         impl = "thread"
     if impl == "thread":
         lanes = min(lanes, np2)
-        block_d, _, num_warps, tile, picked_seg = _pick_thread_config(
+        block_d, _, picked_warps, tile, picked_seg = _pick_thread_config(
             batch, dim, seqlen, dim // n_groups, u.device, block_d or (32 // lanes if lanes > 1 else None), chunk,
             num_warps, tile or variant_tile, backward=True)
         if variant is not None:
@@ -799,6 +799,7 @@ def _backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
             n_seg = picked_seg if n_seg is None else n_seg
             if (b_var or c_var) and not bc_dot:  # lanes sum variable dB/dC per state only in the products
                 lanes = 1
+        num_warps = num_warps or (picked_warps if lanes == 1 else max(1, block_d * lanes // 32))
     else:
         block_d, _, num_warps = _pick_config(impl, batch, dim, seqlen, np2, dim // n_groups, u.device, block_d,
                                              chunk, num_warps, backward=True)
