@@ -87,21 +87,58 @@ def _state_tiles(tile_ptr, zero_cols, tt, NP: tl.constexpr, T: tl.constexpr, TM:
 
 
 @triton.jit
+def _per_step(x):
+    """A (BLOCK_D,) or (BLOCK_D, S) per-channel tensor with a trailing step axis, to broadcast over a tile."""
+    if len(x.shape) == 1:
+        out = x[:, None]
+    else:
+        out = x[:, :, None]
+    return out
+
+
+@triton.jit
+def _steps(row, t):
+    """(BLOCK_D,) or (BLOCK_D, S) row offsets or pointers at steps (offsets) t: a (BLOCK_D, T) or (BLOCK_D, S, T)
+    tile."""
+    if len(row.shape) == 1:
+        x = row[:, None] + t[None, :]
+    else:
+        x = row[:, :, None] + t[None, None, :]
+    return x
+
+
+@triton.jit
+def _sum_steps(x):
+    """Sum of a (BLOCK_D, T) or (BLOCK_D, S, T) tile over its steps (in-thread adds)."""
+    return tl.sum(x, axis=len(x.shape) - 1)
+
+
+@triton.jit
 def _tile_inputs(t0, L, dmask, u_row, dt_row, s_ul, s_dl, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
                  MASK_T: tl.constexpr, T: tl.constexpr):
     """Steps t0 .. t0+T-1 of a tile: (arange, steps, mask, u, delta + bias, delta after softplus) as (BLOCK_D, T)
     fp32; the mask only covers channels unless MASK_T, so that the loads stay vectors. delta is 0 where masked
-    (a zero step leaves the state unchanged)."""
+    (a zero step leaves the state unchanged). With (BLOCK_D, S) rows (a channel's row on each of its S lanes):
+    (BLOCK_D, S, T) tiles."""
     tt = tl.arange(0, T)
     t = t0 + tt
-    if MASK_T:
+    if len(dmask.shape) == 2:
+        if MASK_T:
+            m2 = dmask[:, :, None] & (t < L)[None, None, :]
+        else:
+            m2 = tl.broadcast_to(dmask[:, :, None], (dmask.shape[0], dmask.shape[1], T))
+    elif MASK_T:
         m2 = dmask[:, None] & (t < L)[None, :]
     else:
         m2 = tl.broadcast_to(dmask[:, None], (dmask.shape[0], T))
-    u = tl.load(u_row[:, None] + t[None, :] * s_ul, mask=m2, other=0.0).to(tl.float32)
-    dt_pre = tl.load(dt_row[:, None] + t[None, :] * s_dl, mask=m2, other=0.0).to(tl.float32)
+    if len(dmask.shape) == 2:
+        u = tl.load(_steps(u_row, t * s_ul), mask=m2, other=0.0).to(tl.float32)
+        dt_pre = tl.load(_steps(dt_row, t * s_dl), mask=m2, other=0.0).to(tl.float32)
+    else:
+        u = tl.load(u_row[:, None] + t[None, :] * s_ul, mask=m2, other=0.0).to(tl.float32)
+        dt_pre = tl.load(dt_row[:, None] + t[None, :] * s_dl, mask=m2, other=0.0).to(tl.float32)
     if HAS_BIAS:
-        dt_pre = dt_pre + bias[:, None]
+        dt_pre = dt_pre + _per_step(bias)
     dt = dt_pre
     if SOFTPLUS:
         dt = softplus_fp32(dt_pre)
@@ -296,11 +333,12 @@ def _per_state(x, S: tl.constexpr):
 
 @triton.jit
 def _state_sum(x, S: tl.constexpr):
-    """A (BLOCK_D, S) per-lane partial sum over states -> the channel's sum (the cross-lane combine); S = 1: x."""
+    """A (BLOCK_D, S) per-lane partial sum over states -> the channel's sum on each of its lanes (the cross-lane
+    combine); S = 1: x."""
     if S == 1:
         out = x
     else:
-        out = tl.sum(x, axis=1)
+        out = tl.broadcast_to(tl.sum(x, axis=1, keep_dims=True), x.shape)
     return out
 
 
@@ -316,14 +354,16 @@ def _state_entry(row, lane, j, NJ: tl.constexpr, S: tl.constexpr):
 
 
 @triton.jit
-def _bc_tiles(tile_ptr, zero_cols, tt, lane, NP: tl.constexpr, S: tl.constexpr, T: tl.constexpr, TM: tl.constexpr):
+def _bc_tiles(tile_ptr, dmask, tt, lane, NP: tl.constexpr, S: tl.constexpr, T: tl.constexpr, TM: tl.constexpr):
     """T steps of variable B or C in the layout of the state tuple: ``_state_tiles`` (S = 1) or NP/S tuples of T
-    (BLOCK_D, S) columns, lane s of entry j holding row s*NJ + j (one base address, compile-time offsets j*TM)."""
+    (BLOCK_D, S) columns, lane s of entry j holding row s*NJ + j (one base address, compile-time offsets j*TM);
+    dmask: (BLOCK_D,) or (BLOCK_D, S), for the shape."""
     if S == 1:
-        tiles = _state_tiles(tile_ptr, zero_cols, tt, NP, T, TM)
+        tiles = _state_tiles(tile_ptr, tl.zeros_like(dmask.to(tl.int32))[:, None], tt, NP, T, TM)
     else:
         NJ: tl.constexpr = NP // S
-        rows = tile_ptr + zero_cols[:, :, None] + (lane * (NJ * TM))[None, :, None] + tt[None, None, :]
+        rows = (tile_ptr + tl.zeros_like(dmask.to(tl.int32))[:, :, None] + (lane * (NJ * TM))[None, :, None]
+                + tt[None, None, :])
         tiles = ()
         for j in tl.static_range(NJ):
             tiles = tiles + (_columns(tl.load(rows + j * TM), T),)
@@ -344,7 +384,7 @@ def _bwd_exp2(x, n: tl.constexpr, POLY: tl.constexpr):
 def _advance(h, dt_cols, dtu_cols, A2, Bfix, Bt, B_VAR: tl.constexpr, NP: tl.constexpr, T: tl.constexpr,
              POLY: tl.constexpr):
     """The states after each of T steps: a tuple of T state tuples (recomputation for the backward). NP: the
-    tuple's entries (NP/S with S lanes per channel, dt_cols/dtu_cols then from ``_per_state``)."""
+    tuple's entries (NP/S with S lanes per channel, dt_cols/dtu_cols then (BLOCK_D, S))."""
     hs = ()
     for k in tl.static_range(T):
         hn = ()
@@ -455,10 +495,8 @@ def _store_channel_sums(parts, part_ptr, c_part, t0, L, K: tl.constexpr, FIRST: 
 def _part_tile(cols, m2, T: tl.constexpr, S: tl.constexpr):
     """T per-state columns of dB or dC as a BC_DOT tile, zero at masked steps: (BLOCK_D, T), or with S lanes
     (BLOCK_D, S*T), lane s's steps in columns s*T ..."""
-    if S == 1:
-        x = tl.where(m2, _from_columns(cols, T), 0.0)
-    else:
-        x = tl.where(m2[:, None, :], _from_columns(cols, T), 0.0)
+    x = tl.where(m2, _from_columns(cols, T), 0.0)
+    if S > 1:
         x = tl.reshape(x, (x.shape[0], S * T))
     return x
 
@@ -482,32 +520,28 @@ def _thread_bwd_tile(h_start, g, acc, t0, L, dmask, pid_b, grp, n_groups, dim,
     columns (tiles x steps; 0: one for the whole tile). POLY: states whose exponentials run on the FMA pipe.
 
     S lanes per channel (``lane``: arange(S)): the state tuples (h, g, A2, fixed B/C, the dA/dB/dC accumulators)
-    hold NP/S (BLOCK_D, S) entries, lane s's entry j being state s*NJ + j; per-step sums over the states are summed
-    over the lanes once per step (``_state_sum``), and the BC_DOT tiles are (BLOCK_D, S*T)."""
+    hold NP/S (BLOCK_D, S) entries, lane s's entry j being state s*NJ + j; the per-channel rows (dmask, u_row, ...,
+    bias, Dv, dD/dbias) are (BLOCK_D, S), each lane loading and computing its channel's values, so the tiles are
+    (BLOCK_D, S, T) and their columns (BLOCK_D, S), in the layout of the states (no lane shuffles); per-step sums
+    over the states are summed over the lanes once per step (``_state_sum``); the BC_DOT tiles are (BLOCK_D, S*T)."""
     NJ: tl.constexpr = NP // S
     dA_acc, dBf_acc, dCf_acc, dD_acc, dbias_acc = acc
     tt, t, m2, u, dt_pre, dt = _tile_inputs(t0, L, dmask, u_row, dt_row, s_ul, s_dl, bias, HAS_BIAS, SOFTPLUS,
                                             MASK_T, T)
     dtu = dt * u
-    dout = tl.load(dout_row[:, None] + t[None, :], mask=m2, other=0.0).to(tl.float32)
-    zero_cols = tl.zeros_like(dmask.to(tl.int32))[:, None]
+    dout = tl.load(_steps(dout_row, t), mask=m2, other=0.0).to(tl.float32)
     tile_offs = (t0 // TM) * (NP * TM)
     if T != TM:
         tile_offs += t0 % TM
     if B_VAR:
-        Bt = _bc_tiles(B_tiles + tile_offs, zero_cols, tt, lane, NP, S, T, TM)
+        Bt = _bc_tiles(B_tiles + tile_offs, dmask, tt, lane, NP, S, T, TM)
     else:
         Bt = Bfix
     if C_VAR:
-        Ct = _bc_tiles(C_tiles + tile_offs, zero_cols, tt, lane, NP, S, T, TM)
+        Ct = _bc_tiles(C_tiles + tile_offs, dmask, tt, lane, NP, S, T, TM)
     dt_cols = _columns(dt, T)
     dtu_cols = _columns(dtu, T)
-    dt_s = ()  # the same, per state
-    dtu_s = ()
-    for k in tl.static_range(T):
-        dt_s = dt_s + (_per_state(dt_cols[k], S),)
-        dtu_s = dtu_s + (_per_state(dtu_cols[k], S),)
-    hs = _advance(h_start, dt_s, dtu_s, A2, Bfix, Bt, B_VAR, NJ, T, POLY)
+    hs = _advance(h_start, dt_cols, dtu_cols, A2, Bfix, Bt, B_VAR, NJ, T, POLY)
 
     if HAS_Z:  # y = C.h + D u is needed for dz; dy = dout * silu(z)
         ys = ()
@@ -521,20 +555,17 @@ def _thread_bwd_tile(h_start, g, acc, t0, L, dmask, pid_b, grp, n_groups, dim,
             ys = ys + (_state_sum(y_k, S),)
         y = _from_columns(ys, T)
         if HAS_D:
-            y += Dv[:, None] * u
-        zz = tl.load(z_row[:, None] + t[None, :] * s_zl, mask=m2, other=0.0).to(tl.float32)
+            y += _per_step(Dv) * u
+        zz = tl.load(_steps(z_row, t * s_zl), mask=m2, other=0.0).to(tl.float32)
         sig = tl.sigmoid(zz)
-        tl.store(dz_ptr + grad_row[:, None] + t[None, :], dout * y * sig * (1.0 + zz * (1.0 - sig)), mask=m2)
+        tl.store(dz_ptr + _steps(grad_row, t), dout * y * sig * (1.0 + zz * (1.0 - sig)), mask=m2)
         dy = dout * zz * sig
     else:
         dy = dout
     if HAS_D:
-        dD_acc += tl.sum(dy * u, axis=1)
+        dD_acc += _sum_steps(dy * u)
     dy_cols = _columns(dy, T)
     u_cols = _columns(u, T)
-    dy_s = ()
-    for k in tl.static_range(T):
-        dy_s = dy_s + (_per_state(dy_cols[k], S),)
 
     # Per state n (outer, unrolled), the adjoint walks the tile backwards: G_k = C_k dy_k + a_{k+1} G_{k+1}.
     gB = ()  # per step: sum_n G_k[n] B_k[n] and sum_n G_k[n] A[n] a_k[n] h_{k-1}[n]
@@ -579,14 +610,14 @@ def _thread_bwd_tile(h_start, g, acc, t0, L, dmask, pid_b, grp, n_groups, dim,
                 b_kn = Bt[n][k]
             else:
                 b_kn = Bfix[n]
-            a = _bwd_exp2(dt_s[k] * A2[n], n, POLY)
-            G = G_n + c_kn * dy_s[k]
+            a = _bwd_exp2(dt_cols[k] * A2[n], n, POLY)
+            G = G_n + c_kn * dy_cols[k]
             gah = G * a * h_prev
-            dA_n += gah * dt_s[k]
+            dA_n += gah * dt_cols[k]
             gAh_c = (gah * A2[n],) + gAh_c
             gB_c = (G * b_kn,) + gB_c
-            dB_c = (G * dtu_s[k],) + dB_c
-            dC_c = (hs[k][n] * dy_s[k],) + dC_c
+            dB_c = (G * dtu_cols[k],) + dB_c
+            dC_c = (hs[k][n] * dy_cols[k],) + dC_c
             G_n = a * G
         gn = gn + (G_n,)
         dAn = dAn + (dA_n,)
@@ -647,9 +678,9 @@ def _thread_bwd_tile(h_start, g, acc, t0, L, dmask, pid_b, grp, n_groups, dim,
     if SOFTPLUS:
         ddt = ddt * tl.sigmoid(dt_pre)
     ddt = tl.where(m2, ddt, 0.0)
-    dbias_acc += tl.sum(ddt, axis=1)
-    tl.store(du_ptr + grad_row[:, None] + t[None, :], _from_columns(du_cols, T), mask=m2)
-    tl.store(ddt_ptr + grad_row[:, None] + t[None, :], ddt, mask=m2)
+    dbias_acc += _sum_steps(ddt)
+    tl.store(du_ptr + _steps(grad_row, t), _from_columns(du_cols, T), mask=m2)
+    tl.store(ddt_ptr + _steps(grad_row, t), ddt, mask=m2)
     return g, (dA_acc, dBf_acc, dCf_acc, dD_acc, dbias_acc)
 
 
@@ -671,17 +702,10 @@ def _rerun_tile(h, A2, Bfix, Cfix, Dv, bias, t0, L, dmask, lane, u_row, dt_row, 
         if T != TM:
             tile_offs += t0 % TM
         if B_VAR:
-            Bt = _bc_tiles(B_tiles + tile_offs, tl.zeros_like(dmask.to(tl.int32))[:, None], tt, lane, NP, S, T, TM)
+            Bt = _bc_tiles(B_tiles + tile_offs, dmask, tt, lane, NP, S, T, TM)
         else:
             Bt = Bfix
-        dt_cols = _columns(dt, T)
-        dtu_cols = _columns(dt * u, T)
-        dt_s = ()
-        dtu_s = ()
-        for k in tl.static_range(T):
-            dt_s = dt_s + (dt_cols[k][:, None],)
-            dtu_s = dtu_s + (dtu_cols[k][:, None],)
-        h = _advance(h, dt_s, dtu_s, A2, Bfix, Bt, B_VAR, NP // S, T, POLY)[T - 1]
+        h = _advance(h, _columns(dt, T), _columns(dt * u, T), A2, Bfix, Bt, B_VAR, NP // S, T, POLY)[T - 1]
     return h
 
 
@@ -739,9 +763,13 @@ def _thread_bwd_kernel(
     zero_acc = ()
     for _n in tl.static_range(NJ):
         zero_acc = zero_acc + (tl.zeros_like(A2[0]),)
-    bias, Dv = channel_bias_and_d(bias_ptr, D_ptr, d, dmask, HAS_BIAS, HAS_D)
-    acc = (zero_acc, zero_acc, zero_acc, tl.zeros([BLOCK_D], dtype=tl.float32),
-           tl.zeros([BLOCK_D], dtype=tl.float32))
+    dc = d  # the channels of the per-step values: with S lanes (BLOCK_D, S), each lane loading its channel's
+    dcmask = dmask
+    if S > 1:
+        dc = tl.broadcast_to(d[:, None], (BLOCK_D, S))
+        dcmask = dc < dim
+    bias, Dv = channel_bias_and_d(bias_ptr, D_ptr, dc, dcmask, HAS_BIAS, HAS_D)
+    acc = (zero_acc, zero_acc, zero_acc, tl.zeros(dc.shape, dtype=tl.float32), tl.zeros(dc.shape, dtype=tl.float32))
     g = zero_acc
     s = n_seg - 1
     while s > seg:  # the adjoint carry into this segment from the later ones
@@ -754,10 +782,10 @@ def _thread_bwd_kernel(
         g = gn
         s -= 1
 
-    u_row = u_ptr + pid_b * s_ub + d * s_ud
-    dt_row = delta_ptr + pid_b * s_db + d * s_dd
-    z_row = z_ptr + pid_b * s_zb + d * s_zd
-    grad_row = pid_b * dim * L + d * L
+    u_row = u_ptr + pid_b * s_ub + dc * s_ud
+    dt_row = delta_ptr + pid_b * s_db + dc * s_dd
+    z_row = z_ptr + pid_b * s_zb + dc * s_zd
+    grad_row = pid_b * dim * L + dc * L
     dout_row = dout_ptr + grad_row
     B_tiles = B_ptr + pid_b * s_Bb + grp * s_Bg
     C_tiles = C_ptr + pid_b * s_Cb + grp * s_Cg
@@ -783,11 +811,11 @@ def _thread_bwd_kernel(
             for n in tl.static_range(NJ):
                 tl.store(scr + (j * NJ + n) * (BLOCK_D * S), h[n])
             if j < n_full:
-                h = _rerun_tile(h, A2, Bfix, Cfix, Dv, bias, c * CHUNK + j * T, L, dmask, lane, u_row, dt_row,
+                h = _rerun_tile(h, A2, Bfix, Cfix, Dv, bias, c * CHUNK + j * T, L, dcmask, lane, u_row, dt_row,
                                 z_row, B_tiles, C_tiles, s_ul, s_dl, s_zl, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR,
                                 C_VAR, False, NP, S, T, TM, POLY)
             else:
-                h = _rerun_tile(h, A2, Bfix, Cfix, Dv, bias, c * CHUNK + n_full * T + (j - n_full), L, dmask, lane,
+                h = _rerun_tile(h, A2, Bfix, Cfix, Dv, bias, c * CHUNK + n_full * T + (j - n_full), L, dcmask, lane,
                                 u_row, dt_row, z_row, B_tiles, C_tiles, s_ul, s_dl, s_zl, HAS_D, HAS_Z, HAS_BIAS,
                                 SOFTPLUS, B_VAR, C_VAR, True, NP, S, 1, TM, POLY)
             j += 1
@@ -798,13 +826,13 @@ def _thread_bwd_kernel(
             for n in tl.static_range(NJ):
                 h_start = h_start + (tl.load(scr + (j * NJ + n) * (BLOCK_D * S)),)
             if j < n_full:
-                g, acc = _thread_bwd_tile(h_start, g, acc, c * CHUNK + j * T, L, dmask, pid_b, grp, n_groups, dim,
+                g, acc = _thread_bwd_tile(h_start, g, acc, c * CHUNK + j * T, L, dcmask, pid_b, grp, n_groups, dim,
                                           u_row, dt_row, z_row, dout_row, grad_row, du_ptr, ddelta_ptr, dz_ptr,
                                           dB_ptr, dC_ptr, A2, Bfix, Cfix, Dv, bias, B_tiles, C_tiles,
                                           s_ul, s_dl, s_zl, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR, C_VAR, False,
                                           NP, T, TM, part_blk, c_part, BC_DOT, POLY, INTERP, DOT_COLS, lane, S)
             else:
-                g, acc = _thread_bwd_tile(h_start, g, acc, c * CHUNK + n_full * T + (j - n_full), L, dmask, pid_b,
+                g, acc = _thread_bwd_tile(h_start, g, acc, c * CHUNK + n_full * T + (j - n_full), L, dcmask, pid_b,
                                           grp, n_groups, dim, u_row, dt_row, z_row, dout_row, grad_row, du_ptr,
                                           ddelta_ptr, dz_ptr, dB_ptr, dC_ptr, A2, Bfix, Cfix, Dv, bias, B_tiles,
                                           C_tiles, s_ul, s_dl, s_zl, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR,
@@ -824,9 +852,9 @@ def _thread_bwd_kernel(
         if not C_VAR:
             tl.store(dC_ptr + offs, dCf_acc[n], mask=dmask_s)
     if HAS_D:
-        tl.store(dD_ptr + row * dim + d, dD_acc, mask=dmask)
+        tl.store(dD_ptr + row * dim + dc, dD_acc, mask=dcmask)
     if HAS_BIAS:
-        tl.store(dbias_ptr + row * dim + d, dbias_acc, mask=dmask)
+        tl.store(dbias_ptr + row * dim + dc, dbias_acc, mask=dcmask)
 
 
 @triton.jit
