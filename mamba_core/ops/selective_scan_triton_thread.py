@@ -88,23 +88,13 @@ def _state_tiles(tile_ptr, zero_cols, tt, NP: tl.constexpr, T: tl.constexpr, TM:
 
 @triton.jit
 def _per_step(x):
-    """A (BLOCK_D,) or (BLOCK_D, S) per-channel tensor with a trailing step axis, to broadcast over a tile."""
+    """A (BLOCK_D,) or (BLOCK_D, S) per-channel tensor with a trailing step axis, to broadcast over a tile (with
+    a (1, T) step row, Triton prepends the missing axis)."""
     if len(x.shape) == 1:
         out = x[:, None]
     else:
         out = x[:, :, None]
     return out
-
-
-@triton.jit
-def _steps(row, t):
-    """(BLOCK_D,) or (BLOCK_D, S) row offsets or pointers at steps (offsets) t: a (BLOCK_D, T) or (BLOCK_D, S, T)
-    tile."""
-    if len(row.shape) == 1:
-        x = row[:, None] + t[None, :]
-    else:
-        x = row[:, :, None] + t[None, None, :]
-    return x
 
 
 @triton.jit
@@ -122,21 +112,14 @@ def _tile_inputs(t0, L, dmask, u_row, dt_row, s_ul, s_dl, bias, HAS_BIAS: tl.con
     (BLOCK_D, S, T) tiles."""
     tt = tl.arange(0, T)
     t = t0 + tt
-    if len(dmask.shape) == 2:
-        if MASK_T:
-            m2 = dmask[:, :, None] & (t < L)[None, None, :]
-        else:
-            m2 = tl.broadcast_to(dmask[:, :, None], (dmask.shape[0], dmask.shape[1], T))
-    elif MASK_T:
-        m2 = dmask[:, None] & (t < L)[None, :]
+    if MASK_T:
+        m2 = _per_step(dmask) & (t < L)[None, :]
+    elif len(dmask.shape) == 2:
+        m2 = tl.broadcast_to(dmask[:, :, None], (dmask.shape[0], dmask.shape[1], T))
     else:
         m2 = tl.broadcast_to(dmask[:, None], (dmask.shape[0], T))
-    if len(dmask.shape) == 2:
-        u = tl.load(_steps(u_row, t * s_ul), mask=m2, other=0.0).to(tl.float32)
-        dt_pre = tl.load(_steps(dt_row, t * s_dl), mask=m2, other=0.0).to(tl.float32)
-    else:
-        u = tl.load(u_row[:, None] + t[None, :] * s_ul, mask=m2, other=0.0).to(tl.float32)
-        dt_pre = tl.load(dt_row[:, None] + t[None, :] * s_dl, mask=m2, other=0.0).to(tl.float32)
+    u = tl.load(_per_step(u_row) + t[None, :] * s_ul, mask=m2, other=0.0).to(tl.float32)
+    dt_pre = tl.load(_per_step(dt_row) + t[None, :] * s_dl, mask=m2, other=0.0).to(tl.float32)
     if HAS_BIAS:
         dt_pre = dt_pre + _per_step(bias)
     dt = dt_pre
@@ -354,16 +337,15 @@ def _state_entry(row, lane, j, NJ: tl.constexpr, S: tl.constexpr):
 
 
 @triton.jit
-def _bc_tiles(tile_ptr, dmask, tt, lane, NP: tl.constexpr, S: tl.constexpr, T: tl.constexpr, TM: tl.constexpr):
+def _bc_tiles(tile_ptr, zero_cols, tt, lane, NP: tl.constexpr, S: tl.constexpr, T: tl.constexpr, TM: tl.constexpr):
     """T steps of variable B or C in the layout of the state tuple: ``_state_tiles`` (S = 1) or NP/S tuples of T
     (BLOCK_D, S) columns, lane s of entry j holding row s*NJ + j (one base address, compile-time offsets j*TM);
-    dmask: (BLOCK_D,) or (BLOCK_D, S), for the shape."""
+    zero_cols: (BLOCK_D, 1) or (BLOCK_D, S, 1) zeros, for the shape."""
     if S == 1:
-        tiles = _state_tiles(tile_ptr, tl.zeros_like(dmask.to(tl.int32))[:, None], tt, NP, T, TM)
+        tiles = _state_tiles(tile_ptr, zero_cols, tt, NP, T, TM)
     else:
         NJ: tl.constexpr = NP // S
-        rows = (tile_ptr + tl.zeros_like(dmask.to(tl.int32))[:, :, None] + (lane * (NJ * TM))[None, :, None]
-                + tt[None, None, :])
+        rows = tile_ptr + zero_cols + (lane * (NJ * TM))[None, :, None] + tt[None, None, :]
         tiles = ()
         for j in tl.static_range(NJ):
             tiles = tiles + (_columns(tl.load(rows + j * TM), T),)
@@ -529,16 +511,17 @@ def _thread_bwd_tile(h_start, g, acc, t0, L, dmask, pid_b, grp, n_groups, dim,
     tt, t, m2, u, dt_pre, dt = _tile_inputs(t0, L, dmask, u_row, dt_row, s_ul, s_dl, bias, HAS_BIAS, SOFTPLUS,
                                             MASK_T, T)
     dtu = dt * u
-    dout = tl.load(_steps(dout_row, t), mask=m2, other=0.0).to(tl.float32)
+    dout = tl.load(_per_step(dout_row) + t[None, :], mask=m2, other=0.0).to(tl.float32)
+    zero_cols = _per_step(tl.zeros_like(dmask.to(tl.int32)))
     tile_offs = (t0 // TM) * (NP * TM)
     if T != TM:
         tile_offs += t0 % TM
     if B_VAR:
-        Bt = _bc_tiles(B_tiles + tile_offs, dmask, tt, lane, NP, S, T, TM)
+        Bt = _bc_tiles(B_tiles + tile_offs, zero_cols, tt, lane, NP, S, T, TM)
     else:
         Bt = Bfix
     if C_VAR:
-        Ct = _bc_tiles(C_tiles + tile_offs, dmask, tt, lane, NP, S, T, TM)
+        Ct = _bc_tiles(C_tiles + tile_offs, zero_cols, tt, lane, NP, S, T, TM)
     dt_cols = _columns(dt, T)
     dtu_cols = _columns(dtu, T)
     hs = _advance(h_start, dt_cols, dtu_cols, A2, Bfix, Bt, B_VAR, NJ, T, POLY)
@@ -556,9 +539,9 @@ def _thread_bwd_tile(h_start, g, acc, t0, L, dmask, pid_b, grp, n_groups, dim,
         y = _from_columns(ys, T)
         if HAS_D:
             y += _per_step(Dv) * u
-        zz = tl.load(_steps(z_row, t * s_zl), mask=m2, other=0.0).to(tl.float32)
+        zz = tl.load(_per_step(z_row) + t[None, :] * s_zl, mask=m2, other=0.0).to(tl.float32)
         sig = tl.sigmoid(zz)
-        tl.store(dz_ptr + _steps(grad_row, t), dout * y * sig * (1.0 + zz * (1.0 - sig)), mask=m2)
+        tl.store(dz_ptr + _per_step(grad_row) + t[None, :], dout * y * sig * (1.0 + zz * (1.0 - sig)), mask=m2)
         dy = dout * zz * sig
     else:
         dy = dout
@@ -679,8 +662,8 @@ def _thread_bwd_tile(h_start, g, acc, t0, L, dmask, pid_b, grp, n_groups, dim,
         ddt = ddt * tl.sigmoid(dt_pre)
     ddt = tl.where(m2, ddt, 0.0)
     dbias_acc += _sum_steps(ddt)
-    tl.store(du_ptr + _steps(grad_row, t), _from_columns(du_cols, T), mask=m2)
-    tl.store(ddt_ptr + _steps(grad_row, t), ddt, mask=m2)
+    tl.store(du_ptr + _per_step(grad_row) + t[None, :], _from_columns(du_cols, T), mask=m2)
+    tl.store(ddt_ptr + _per_step(grad_row) + t[None, :], ddt, mask=m2)
     return g, (dA_acc, dBf_acc, dCf_acc, dD_acc, dbias_acc)
 
 
@@ -702,7 +685,7 @@ def _rerun_tile(h, A2, Bfix, Cfix, Dv, bias, t0, L, dmask, lane, u_row, dt_row, 
         if T != TM:
             tile_offs += t0 % TM
         if B_VAR:
-            Bt = _bc_tiles(B_tiles + tile_offs, dmask, tt, lane, NP, S, T, TM)
+            Bt = _bc_tiles(B_tiles + tile_offs, _per_step(tl.zeros_like(dmask.to(tl.int32))), tt, lane, NP, S, T, TM)
         else:
             Bt = Bfix
         h = _advance(h, _columns(dt, T), _columns(dt * u, T), A2, Bfix, Bt, B_VAR, NP // S, T, POLY)[T - 1]
