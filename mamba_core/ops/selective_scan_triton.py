@@ -538,6 +538,7 @@ class ThreadBwdVariant(NamedTuple):
     n_seg: int | None = None  # sequence segments; None: ``_pick_thread_config``'s backward rule
     tile: int | None = None  # steps per unrolled tile; None: the thread backward's 2
     dot_cols: int = 0  # columns (tiles x steps) per product; 0: one product per tile
+    lanes: int = 1  # lanes per channel, each with NP/lanes states (one-warp programs of 32/lanes channels)
 
 
 # Variants of the thread backward, each paired with the default forward as _impl "bwd_<name>"; "auto" uses
@@ -550,12 +551,15 @@ class ThreadBwdVariant(NamedTuple):
 # channel-step would take ~1.2 ms issue-bound at that shape against 5.7 ms measured (H100, run 7): it waits on
 # latency. Segments cost one light pass (``_thread_bwd_carry_kernel``, one exponential per element) over all but
 # the last segment. The one-product-per-tile dB/dC sums keep 2*N*T values live through the state loop (more
-# registers: the compiler recomputes exponentials); dot_cols=16 sums 16 columns at a time.
+# registers: the compiler recomputes exponentials); dot_cols=16 sums 16 columns at a time. thread_dot_split2 (not
+# yet timed on a GPU) is the other way to more warps: 2 lanes per channel with N/2 states each (16-channel one-warp
+# programs, twice as many), as the forward's thread_split2; it needs the products for variable dB/dC, so groups of
+# fewer than 16 channels run it with one lane.
 THREAD_BWD_VARIANTS = {
     "thread_dot": ThreadBwdVariant(True, True), "thread_seg": ThreadBwdVariant(False, True),
     "thread_dot_g16": ThreadBwdVariant(True, True, dot_cols=16),
     "thread_dot_seg1": ThreadBwdVariant(True, True, n_seg=1), "thread_dot_poly1": ThreadBwdVariant(True, True, poly=1),
-    "thread_dot_bf16bc": ThreadBwdVariant(True, False)}
+    "thread_dot_bf16bc": ThreadBwdVariant(True, False), "thread_dot_split2": ThreadBwdVariant(True, True, lanes=2)}
 # Segments of the thread backward variants: none from THREAD_BWD_MIN_PROGRAMS_PER_SM one-warp programs per SM up,
 # else about THREAD_BWD_WARPS_PER_SM per SM, each segment at least THREAD_BWD_MIN_SEG_CHUNKS chunks long. H100,
 # fwd+bwd ms at CHUNK 64 (benchmarks/README.md, --bwd-sweep): (8, 2048, 2048, 16), 3.9 programs per SM: 4.01
@@ -801,18 +805,22 @@ def _backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
     np2, n_chunks = states.shape[-1], states.shape[2]
     Bg, b_var, Cg, c_var, n_groups = _grouped_bc(B, C)
     variant = THREAD_BWD_VARIANTS.get(impl)
-    bc_dot, fp32_bc, poly, n_seg, variant_tile, dot_cols = variant or ThreadBwdVariant(False, False, n_seg=1)
+    bc_dot, fp32_bc, poly, n_seg, variant_tile, dot_cols, lanes = variant or ThreadBwdVariant(False, False, n_seg=1)
     if variant is not None:
         impl = "thread"
     if impl == "thread":
-        block_d, _, num_warps, tile, picked_seg = _pick_thread_config(
-            batch, dim, seqlen, dim // n_groups, u.device, block_d, chunk, num_warps, tile or variant_tile,
-            backward=True)
+        lanes = min(lanes, np2)
+        block_d, _, picked_warps, tile, picked_seg = _pick_thread_config(
+            batch, dim, seqlen, dim // n_groups, u.device, block_d or (32 // lanes if lanes > 1 else None), chunk,
+            num_warps, tile or variant_tile, backward=True)
         if variant is not None:
             # the product sums over >= 16 channels; 2: fp32 dB/dC, summed to 32 significant bits (1: 16)
             bc_dot = bc_dot and (b_var or c_var) and block_d >= 16
             bc_dot = bc_dot and 1 + any(t.dtype == torch.float32 for t, var in ((B, b_var), (C, c_var)) if var)
             n_seg = picked_seg if n_seg is None else n_seg
+            if (b_var or c_var) and not bc_dot:  # lanes sum variable dB/dC per state only in the products
+                lanes = 1
+        num_warps = num_warps or (picked_warps if lanes == 1 else max(1, block_d * lanes // 32))
     else:
         block_d, _, num_warps = _pick_config(impl, batch, dim, seqlen, np2, dim // n_groups, u.device, block_d,
                                              chunk, num_warps, backward=True)
@@ -868,7 +876,8 @@ def _backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
         _thread_bwd_kernel[(*grid, n_seg)](
             u, delta, A, Bt, Ct, *inputs[5:], scratch, *grads, dim, seqlen, n_chunks, dim // n_groups, dstate,
             n_groups, *strides, parts, c_part, seg_g, seg_dt, chunks_per_seg, n_seg, T=tile, TM=tile, BC_DOT=bc_dot,
-            POLY=min(poly, np2), INTERP=os.environ.get("TRITON_INTERPRET") == "1", DOT_COLS=dot_cols, **flags)
+            POLY=min(poly, np2 // lanes), INTERP=os.environ.get("TRITON_INTERPRET") == "1", DOT_COLS=dot_cols,
+            S=lanes, **flags)
         if bc_dot:  # sum each group's blocks
             sums = parts.unflatten(2, (n_groups, grid[1] // n_groups)).sum(3)
             dB = sums[0] if b_var else dB

@@ -87,21 +87,41 @@ def _state_tiles(tile_ptr, zero_cols, tt, NP: tl.constexpr, T: tl.constexpr, TM:
 
 
 @triton.jit
+def _per_step(x):
+    """A (BLOCK_D,) or (BLOCK_D, S) per-channel tensor with a trailing step axis, to broadcast over a tile (with
+    a (1, T) step row, Triton prepends the missing axis)."""
+    if len(x.shape) == 1:
+        out = x[:, None]
+    else:
+        out = x[:, :, None]
+    return out
+
+
+@triton.jit
+def _sum_steps(x):
+    """Sum of a (BLOCK_D, T) or (BLOCK_D, S, T) tile over its steps (in-thread adds)."""
+    return tl.sum(x, axis=len(x.shape) - 1)
+
+
+@triton.jit
 def _tile_inputs(t0, L, dmask, u_row, dt_row, s_ul, s_dl, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
                  MASK_T: tl.constexpr, T: tl.constexpr):
     """Steps t0 .. t0+T-1 of a tile: (arange, steps, mask, u, delta + bias, delta after softplus) as (BLOCK_D, T)
     fp32; the mask only covers channels unless MASK_T, so that the loads stay vectors. delta is 0 where masked
-    (a zero step leaves the state unchanged)."""
+    (a zero step leaves the state unchanged). With (BLOCK_D, S) rows (a channel's row on each of its S lanes):
+    (BLOCK_D, S, T) tiles."""
     tt = tl.arange(0, T)
     t = t0 + tt
     if MASK_T:
-        m2 = dmask[:, None] & (t < L)[None, :]
+        m2 = _per_step(dmask) & (t < L)[None, :]
+    elif len(dmask.shape) == 2:
+        m2 = tl.broadcast_to(dmask[:, :, None], (dmask.shape[0], dmask.shape[1], T))
     else:
         m2 = tl.broadcast_to(dmask[:, None], (dmask.shape[0], T))
-    u = tl.load(u_row[:, None] + t[None, :] * s_ul, mask=m2, other=0.0).to(tl.float32)
-    dt_pre = tl.load(dt_row[:, None] + t[None, :] * s_dl, mask=m2, other=0.0).to(tl.float32)
+    u = tl.load(_per_step(u_row) + t[None, :] * s_ul, mask=m2, other=0.0).to(tl.float32)
+    dt_pre = tl.load(_per_step(dt_row) + t[None, :] * s_dl, mask=m2, other=0.0).to(tl.float32)
     if HAS_BIAS:
-        dt_pre = dt_pre + bias[:, None]
+        dt_pre = dt_pre + _per_step(bias)
     dt = dt_pre
     if SOFTPLUS:
         dt = softplus_fp32(dt_pre)
@@ -256,8 +276,11 @@ def _thread_fwd_kernel(
 # ----------------------------------------------------------------------------------------------------- backward
 @triton.jit
 def _from_columns(cols, T: tl.constexpr):
-    """Inverse of ``_columns``: T (R,) vectors -> a (R, T) tile, again by register renaming."""
-    if T == 1:
+    """Inverse of ``_columns``: T (R,) or (R, S) vectors -> a (R, T) or (R, S, T) tile, again by register
+    renaming."""
+    if len(cols[0].shape) == 2:
+        x = tl.reshape(_from_columns(_flat(cols, T), T), (cols[0].shape[0], cols[0].shape[1], T))
+    elif T == 1:
         x = tl.reshape(cols[0], (cols[0].shape[0], 1))
     elif T == 2:
         x = tl.join(cols[0], cols[1])
@@ -269,6 +292,64 @@ def _from_columns(cols, T: tl.constexpr):
         o = tl.reshape(tl.join(tl.join(cols[1], cols[5]), tl.join(cols[3], cols[7])), (cols[0].shape[0], 4))
         x = tl.reshape(tl.join(e, o), (cols[0].shape[0], 8))
     return x
+
+
+@triton.jit
+def _flat(cols, T: tl.constexpr):
+    """T (R, S) tensors as T (R*S,) vectors."""
+    out = ()
+    for k in tl.static_range(T):
+        out = out + (tl.reshape(cols[k], (cols[k].shape[0] * cols[k].shape[1],)),)
+    return out
+
+
+@triton.jit
+def _per_state(x, S: tl.constexpr):
+    """A per-channel (BLOCK_D,) vector in the layout of the per-state tensors: itself (S = 1) or (BLOCK_D, 1),
+    which broadcasts over the S lanes of a (BLOCK_D, S) state entry."""
+    if S == 1:
+        out = x
+    else:
+        out = x[:, None]
+    return out
+
+
+@triton.jit
+def _state_sum(x, S: tl.constexpr):
+    """A (BLOCK_D, S) per-lane partial sum over states -> the channel's sum on each of its lanes (the cross-lane
+    combine); S = 1: x."""
+    if S == 1:
+        out = x
+    else:
+        out = tl.broadcast_to(tl.sum(x, axis=1, keep_dims=True), x.shape)
+    return out
+
+
+@triton.jit
+def _state_entry(row, lane, j, NJ: tl.constexpr, S: tl.constexpr):
+    """Offsets of entry j of a state tuple in a (..., NP) array, ``row`` the (BLOCK_D,) channel offsets: state j,
+    or with S lanes per channel a (BLOCK_D, S) tensor of states lane*NJ + j (the order of ``_lanes_state_params``)."""
+    if S == 1:
+        offs = row + j
+    else:
+        offs = row[:, None] + lane[None, :] * NJ + j
+    return offs
+
+
+@triton.jit
+def _bc_tiles(tile_ptr, zero_cols, tt, lane, NP: tl.constexpr, S: tl.constexpr, T: tl.constexpr, TM: tl.constexpr):
+    """T steps of variable B or C in the layout of the state tuple: ``_state_tiles`` (S = 1) or NP/S tuples of T
+    (BLOCK_D, S) columns, lane s of entry j holding row s*NJ + j (one base address, compile-time offsets j*TM);
+    zero_cols: (BLOCK_D, 1) or (BLOCK_D, S, 1) zeros, for the shape."""
+    if S == 1:
+        tiles = _state_tiles(tile_ptr, zero_cols, tt, NP, T, TM)
+    else:
+        NJ: tl.constexpr = NP // S
+        rows = tile_ptr + zero_cols + (lane * (NJ * TM))[None, :, None] + tt[None, None, :]
+        tiles = ()
+        for j in tl.static_range(NJ):
+            tiles = tiles + (_columns(tl.load(rows + j * TM), T),)
+    return tiles
 
 
 @triton.jit
@@ -284,7 +365,8 @@ def _bwd_exp2(x, n: tl.constexpr, POLY: tl.constexpr):
 @triton.jit
 def _advance(h, dt_cols, dtu_cols, A2, Bfix, Bt, B_VAR: tl.constexpr, NP: tl.constexpr, T: tl.constexpr,
              POLY: tl.constexpr):
-    """The states after each of T steps: a tuple of T state tuples (recomputation for the backward)."""
+    """The states after each of T steps: a tuple of T state tuples (recomputation for the backward). NP: the
+    tuple's entries (NP/S with S lanes per channel, dt_cols/dtu_cols then (BLOCK_D, S))."""
     hs = ()
     for k in tl.static_range(T):
         hn = ()
@@ -346,10 +428,12 @@ def _ones_dot(hi, lo, acc, BLOCK_D: tl.constexpr, KT: tl.constexpr, INTERP: tl.c
 @triton.jit
 def _store_channel_sums(parts, part_ptr, c_part, t0, L, K: tl.constexpr, FIRST: tl.constexpr, N_PARTS: tl.constexpr,
                         BOTH: tl.constexpr, T: tl.constexpr, BLOCK_D: tl.constexpr, INTERP: tl.constexpr,
-                        EXACT: tl.constexpr):
+                        EXACT: tl.constexpr, S: tl.constexpr = 1, NJ: tl.constexpr = 1):
     """Sum K (BLOCK_D, T) tiles of steps t0.. over their channel axis (the lanes) and store the sums of the first
     N_PARTS: tile p holds part FIRST + p, i.e. state FIRST + p (dB or dC alone) or, with BOTH, dB (even parts) and
     dC (odd) of state (FIRST + p) // 2, at ``part_ptr + n * L + t`` (+ ``c_part`` for dC); the rest is padding.
+    With S lanes per channel the tiles are (BLOCK_D, S*T), column s*T + w holding lane s's part (state s*NJ + j
+    for the tile's entry j) at step w: the product sums each column over the channels alone, so per state.
 
     The sum over lanes is a matrix product ones(16, 2*BLOCK_D) @ X on the tensor cores (``_ones_dot``), X's rows
     2c and 2c + 1 being channel c's values split into bf16 hi and lo (16 significant bits, relative error <= 2^-17
@@ -357,30 +441,46 @@ def _store_channel_sums(parts, part_ptr, c_part, t0, L, K: tl.constexpr, FIRST: 
     memory (stmatrix), every value crossing lanes once, where ``tl.sum`` would run a 5-level shuffle butterfly per
     value. EXACT (fp32 dB/dC): a second product adds the next two bf16 terms of each value (32 significant bits,
     beyond fp32's 24). Row 0 of the (16, K*T) product is stored."""
+    W: tl.constexpr = S * T
     x = _join_all(parts, K)
     hi = x.to(tl.bfloat16)
     rest = x - hi.to(tl.float32)
     lo = rest.to(tl.bfloat16)
-    sums = _ones_dot(hi, lo, tl.zeros((16, K * T), tl.float32), BLOCK_D, K * T, INTERP)
+    sums = _ones_dot(hi, lo, tl.zeros((16, K * W), tl.float32), BLOCK_D, K * W, INTERP)
     if EXACT:
         rest -= lo.to(tl.float32)
         hi = rest.to(tl.bfloat16)
-        sums = _ones_dot(hi, (rest - hi.to(tl.float32)).to(tl.bfloat16), sums, BLOCK_D, K * T, INTERP)
-    col = tl.arange(0, K * T)[None, :]  # column -> (tile p, step w), see _join_all
+        sums = _ones_dot(hi, (rest - hi.to(tl.float32)).to(tl.bfloat16), sums, BLOCK_D, K * W, INTERP)
+    col = tl.arange(0, K * W)[None, :]  # column -> (tile p, step w), see _join_all
     low = col % K
     p = tl.zeros_like(col)
     for b in tl.static_range(6):
         if (1 << b) < K:
             p = p * 2 + ((low >> b) & 1)
-    t = t0 + col // K
+    if S == 1:
+        t = t0 + col // K
+    else:
+        t = t0 + (col // K) % T
     valid = (p < N_PARTS) & (t < L)
     p += FIRST
     if BOTH:
         offs = (p % 2) * c_part + (p // 2) * L + t
     else:
         offs = p * L + t
+    if S > 1:
+        offs += (col // (K * T)) * (NJ * L)  # lane s: states s*NJ ..
     rows = tl.arange(0, 16)[:, None]
     tl.store(part_ptr + offs + rows * 0, sums, mask=(rows == 0) & valid)
+
+
+@triton.jit
+def _part_tile(cols, m2, T: tl.constexpr, S: tl.constexpr):
+    """T per-state columns of dB or dC as a BC_DOT tile, zero at masked steps: (BLOCK_D, T), or with S lanes
+    (BLOCK_D, S*T), lane s's steps in columns s*T ..."""
+    x = tl.where(m2, _from_columns(cols, T), 0.0)
+    if S > 1:
+        x = tl.reshape(x, (x.shape[0], S * T))
+    return x
 
 
 @triton.jit
@@ -391,7 +491,7 @@ def _thread_bwd_tile(h_start, g, acc, t0, L, dmask, pid_b, grp, n_groups, dim,
                      B_VAR: tl.constexpr, C_VAR: tl.constexpr, MASK_T: tl.constexpr,
                      NP: tl.constexpr, T: tl.constexpr, TM: tl.constexpr,
                      part_ptr, c_part, BC_DOT: tl.constexpr, POLY: tl.constexpr, INTERP: tl.constexpr,
-                     DOT_COLS: tl.constexpr):
+                     DOT_COLS: tl.constexpr, lane, S: tl.constexpr = 1):
     """Gradients of steps t0 .. t0+T-1 given the state before t0 (``h_start``) and the adjoint carry ``g``
     (a_{t+1} * G_{t+1} from the step after the tile). Returns the carry for the tile before and the accumulators
     ``acc`` = (dA tuple, dB-fixed tuple, dC-fixed tuple, dD, dbias).
@@ -399,47 +499,54 @@ def _thread_bwd_tile(h_start, g, acc, t0, L, dmask, pid_b, grp, n_groups, dim,
     Variable dB/dC: without BC_DOT, sums over the program's channels (a shuffle butterfly per value) go to
     (batch, G, NP, L) with atomics; with BC_DOT, ``_store_channel_sums`` stores them with plain stores at
     ``part_ptr`` (this program's (NP, L) block of dB partials; dC's at + ``c_part``), one product per DOT_COLS
-    columns (tiles x steps; 0: one for the whole tile). POLY: states whose exponentials run on the FMA pipe."""
+    columns (tiles x steps; 0: one for the whole tile). POLY: states whose exponentials run on the FMA pipe.
+
+    S lanes per channel (``lane``: arange(S)): the state tuples (h, g, A2, fixed B/C, the dA/dB/dC accumulators)
+    hold NP/S (BLOCK_D, S) entries, lane s's entry j being state s*NJ + j; the per-channel rows (dmask, u_row, ...,
+    bias, Dv, dD/dbias) are (BLOCK_D, S), each lane loading and computing its channel's values, so the tiles are
+    (BLOCK_D, S, T) and their columns (BLOCK_D, S), in the layout of the states (no lane shuffles); per-step sums
+    over the states are summed over the lanes once per step (``_state_sum``); the BC_DOT tiles are (BLOCK_D, S*T)."""
+    NJ: tl.constexpr = NP // S
     dA_acc, dBf_acc, dCf_acc, dD_acc, dbias_acc = acc
     tt, t, m2, u, dt_pre, dt = _tile_inputs(t0, L, dmask, u_row, dt_row, s_ul, s_dl, bias, HAS_BIAS, SOFTPLUS,
                                             MASK_T, T)
     dtu = dt * u
-    dout = tl.load(dout_row[:, None] + t[None, :], mask=m2, other=0.0).to(tl.float32)
-    zero_cols = tl.zeros_like(dmask.to(tl.int32))[:, None]
+    dout = tl.load(_per_step(dout_row) + t[None, :], mask=m2, other=0.0).to(tl.float32)
+    zero_cols = _per_step(tl.zeros_like(dmask.to(tl.int32)))
     tile_offs = (t0 // TM) * (NP * TM)
     if T != TM:
         tile_offs += t0 % TM
     if B_VAR:
-        Bt = _state_tiles(B_tiles + tile_offs, zero_cols, tt, NP, T, TM)
+        Bt = _bc_tiles(B_tiles + tile_offs, zero_cols, tt, lane, NP, S, T, TM)
     else:
         Bt = Bfix
     if C_VAR:
-        Ct = _state_tiles(C_tiles + tile_offs, zero_cols, tt, NP, T, TM)
+        Ct = _bc_tiles(C_tiles + tile_offs, zero_cols, tt, lane, NP, S, T, TM)
     dt_cols = _columns(dt, T)
     dtu_cols = _columns(dtu, T)
-    hs = _advance(h_start, dt_cols, dtu_cols, A2, Bfix, Bt, B_VAR, NP, T, POLY)
+    hs = _advance(h_start, dt_cols, dtu_cols, A2, Bfix, Bt, B_VAR, NJ, T, POLY)
 
     if HAS_Z:  # y = C.h + D u is needed for dz; dy = dout * silu(z)
         ys = ()
         for k in tl.static_range(T):
-            y_k = tl.zeros_like(dt_cols[0])
-            for n in tl.static_range(NP):
+            y_k = tl.zeros_like(A2[0])
+            for n in tl.static_range(NJ):
                 if C_VAR:
                     y_k += hs[k][n] * Ct[n][k]
                 else:
                     y_k += hs[k][n] * Cfix[n]
-            ys = ys + (y_k,)
+            ys = ys + (_state_sum(y_k, S),)
         y = _from_columns(ys, T)
         if HAS_D:
-            y += Dv[:, None] * u
-        zz = tl.load(z_row[:, None] + t[None, :] * s_zl, mask=m2, other=0.0).to(tl.float32)
+            y += _per_step(Dv) * u
+        zz = tl.load(_per_step(z_row) + t[None, :] * s_zl, mask=m2, other=0.0).to(tl.float32)
         sig = tl.sigmoid(zz)
-        tl.store(dz_ptr + grad_row[:, None] + t[None, :], dout * y * sig * (1.0 + zz * (1.0 - sig)), mask=m2)
+        tl.store(dz_ptr + _per_step(grad_row) + t[None, :], dout * y * sig * (1.0 + zz * (1.0 - sig)), mask=m2)
         dy = dout * zz * sig
     else:
         dy = dout
     if HAS_D:
-        dD_acc += tl.sum(dy * u, axis=1)
+        dD_acc += _sum_steps(dy * u)
     dy_cols = _columns(dy, T)
     u_cols = _columns(u, T)
 
@@ -447,27 +554,28 @@ def _thread_bwd_tile(h_start, g, acc, t0, L, dmask, pid_b, grp, n_groups, dim,
     gB = ()  # per step: sum_n G_k[n] B_k[n] and sum_n G_k[n] A[n] a_k[n] h_{k-1}[n]
     gAh = ()
     for _ in tl.static_range(T):
-        gB = gB + (tl.zeros_like(dt_cols[0]),)
-        gAh = gAh + (tl.zeros_like(dt_cols[0]),)
+        gB = gB + (tl.zeros_like(A2[0]),)
+        gAh = gAh + (tl.zeros_like(A2[0]),)
     gn = ()
     dAn = ()
     dBn = ()
     dCn = ()
     tmask = t < L
-    parts = ()  # BC_DOT: per-channel (BLOCK_D, T) dB/dC tiles, state by state (dB before dC)
+    parts = ()  # BC_DOT: per-channel (BLOCK_D, S*T) dB/dC tiles, state by state (dB before dC)
     PER_N: tl.constexpr = B_VAR + C_VAR
-    if DOT_COLS == 0 or DOT_COLS // T >= PER_N * NP:
-        DOT_PARTS: tl.constexpr = PER_N * NP
-    elif DOT_COLS // T <= PER_N:
+    W: tl.constexpr = S * T  # columns of a part tile
+    if DOT_COLS == 0 or DOT_COLS // W >= PER_N * NJ:
+        DOT_PARTS: tl.constexpr = PER_N * NJ
+    elif DOT_COLS // W <= PER_N:
         DOT_PARTS: tl.constexpr = PER_N
     else:
-        DOT_PARTS: tl.constexpr = DOT_COLS // T
-    K_PARTS: tl.constexpr = DOT_PARTS if DOT_PARTS * T >= 16 else 16 // T  # a product needs >= 16 columns
-    for n in tl.static_range(NP):
+        DOT_PARTS: tl.constexpr = DOT_COLS // W
+    K_PARTS: tl.constexpr = DOT_PARTS if DOT_PARTS * W >= 16 else 16 // W  # a product needs >= 16 columns
+    for n in tl.static_range(NJ):
         G_n = g[n]
         dA_n = dA_acc[n]
-        dBf_n = tl.zeros_like(dt_cols[0])
-        dCf_n = tl.zeros_like(dt_cols[0])
+        dBf_n = tl.zeros_like(A2[0])
+        dCf_n = tl.zeros_like(A2[0])
         gB_c = ()
         gAh_c = ()
         dB_c = ()
@@ -510,9 +618,9 @@ def _thread_bwd_tile(h_start, g, acc, t0, L, dmask, pid_b, grp, n_groups, dim,
         bc_row = ((pid_b * n_groups + grp) * NP + n) * L + t
         if B_VAR:  # input-dependent dB/dC: sum over this program's channels, then one atomic per element
             if BC_DOT:
-                parts = parts + (tl.where(m2, _from_columns(dB_c, T), 0.0),)
+                parts = parts + (_part_tile(dB_c, m2, T, S),)
                 if C_VAR:
-                    parts = parts + (tl.where(m2, _from_columns(dC_c, T), 0.0),)
+                    parts = parts + (_part_tile(dC_c, m2, T, S),)
             else:
                 tl.atomic_add(dB_ptr + bc_row, tl.sum(tl.where(m2, _from_columns(dB_c, T), 0.0), axis=0),
                               mask=tmask, sem="relaxed")
@@ -521,7 +629,7 @@ def _thread_bwd_tile(h_start, g, acc, t0, L, dmask, pid_b, grp, n_groups, dim,
         if C_VAR:
             if BC_DOT:
                 if not B_VAR:
-                    parts = parts + (tl.where(m2, _from_columns(dC_c, T), 0.0),)
+                    parts = parts + (_part_tile(dC_c, m2, T, S),)
             else:
                 tl.atomic_add(dC_ptr + bc_row, tl.sum(tl.where(m2, _from_columns(dC_c, T), 0.0), axis=0),
                               mask=tmask, sem="relaxed")
@@ -530,9 +638,9 @@ def _thread_bwd_tile(h_start, g, acc, t0, L, dmask, pid_b, grp, n_groups, dim,
         if BC_DOT:  # a product per DOT_PARTS tiles (fewer live registers than one at the end)
             if ((n + 1) * PER_N) % DOT_PARTS == 0:
                 for _pad in tl.static_range(K_PARTS - DOT_PARTS):
-                    parts = parts + (tl.zeros_like(u),)
+                    parts = parts + (tl.zeros((dmask.shape[0], W), tl.float32),)
                 _store_channel_sums(parts, part_ptr, c_part, t0, L, K_PARTS, (n + 1) * PER_N - DOT_PARTS,
-                                    DOT_PARTS, B_VAR and C_VAR, T, dmask.shape[0], INTERP, BC_DOT == 2)
+                                    DOT_PARTS, B_VAR and C_VAR, T, dmask.shape[0], INTERP, BC_DOT == 2, S, NJ)
                 parts = ()
     g = gn
     dA_acc = dAn
@@ -543,19 +651,45 @@ def _thread_bwd_tile(h_start, g, acc, t0, L, dmask, pid_b, grp, n_groups, dim,
     du_cols = ()
     ddt_cols = ()
     for k in tl.static_range(T):
-        du_k = dt_cols[k] * gB[k]
+        gB_k = _state_sum(gB[k], S)
+        du_k = dt_cols[k] * gB_k
         if HAS_D:
             du_k += Dv * dy_cols[k]
         du_cols = du_cols + (du_k,)
-        ddt_cols = ddt_cols + (u_cols[k] * gB[k] + gAh[k] * 0.6931471805599453,)  # A2 = A log2(e)
+        ddt_cols = ddt_cols + (u_cols[k] * gB_k + _state_sum(gAh[k], S) * 0.6931471805599453,)  # A2 = A log2(e)
     ddt = _from_columns(ddt_cols, T)
     if SOFTPLUS:
         ddt = ddt * tl.sigmoid(dt_pre)
     ddt = tl.where(m2, ddt, 0.0)
-    dbias_acc += tl.sum(ddt, axis=1)
-    tl.store(du_ptr + grad_row[:, None] + t[None, :], _from_columns(du_cols, T), mask=m2)
-    tl.store(ddt_ptr + grad_row[:, None] + t[None, :], ddt, mask=m2)
+    dbias_acc += _sum_steps(ddt)
+    tl.store(du_ptr + _per_step(grad_row) + t[None, :], _from_columns(du_cols, T), mask=m2)
+    tl.store(ddt_ptr + _per_step(grad_row) + t[None, :], ddt, mask=m2)
     return g, (dA_acc, dBf_acc, dCf_acc, dD_acc, dbias_acc)
+
+
+@triton.jit
+def _rerun_tile(h, A2, Bfix, Cfix, Dv, bias, t0, L, dmask, lane, u_row, dt_row, z_row, B_tiles, C_tiles,
+                s_ul, s_dl, s_zl, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
+                SOFTPLUS: tl.constexpr, B_VAR: tl.constexpr, C_VAR: tl.constexpr, MASK_T: tl.constexpr,
+                NP: tl.constexpr, S: tl.constexpr, T: tl.constexpr, TM: tl.constexpr, POLY: tl.constexpr):
+    """The state tuple after steps t0 .. t0+T-1 (the backward's forward re-run): ``_thread_tile``'s LOCAL pass, or
+    with S lanes per channel ``_advance`` on NP/S (BLOCK_D, S) entries."""
+    if S == 1:
+        h, _ = _thread_tile(h, bias, A2, Bfix, Cfix, Dv, bias, t0, L, dmask, u_row, dt_row, z_row, u_row, B_tiles,
+                            C_tiles, s_ul, s_dl, s_zl, s_ul, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR, C_VAR, True,
+                            MASK_T, NP, T, TM)
+    else:
+        tt, _, _, u, _, dt = _tile_inputs(t0, L, dmask, u_row, dt_row, s_ul, s_dl, bias, HAS_BIAS, SOFTPLUS,
+                                          MASK_T, T)
+        tile_offs = (t0 // TM) * (NP * TM)
+        if T != TM:
+            tile_offs += t0 % TM
+        if B_VAR:
+            Bt = _bc_tiles(B_tiles + tile_offs, _per_step(tl.zeros_like(dmask.to(tl.int32))), tt, lane, NP, S, T, TM)
+        else:
+            Bt = Bfix
+        h = _advance(h, _columns(dt, T), _columns(dt * u, T), A2, Bfix, Bt, B_VAR, NP // S, T, POLY)[T - 1]
+    return h
 
 
 @triton.jit
@@ -570,58 +704,79 @@ def _thread_bwd_kernel(
     B_VAR: tl.constexpr, C_VAR: tl.constexpr,
     BLOCK_D: tl.constexpr, NP: tl.constexpr, CHUNK: tl.constexpr, T: tl.constexpr, TM: tl.constexpr,
     BC_DOT: tl.constexpr = False, POLY: tl.constexpr = 0, INTERP: tl.constexpr = False, DOT_COLS: tl.constexpr = 0,
+    S: tl.constexpr = 1,
 ):
-    """Backward of the thread forward, one lane per channel: chunks last to first; per chunk the states are
-    recomputed from the saved chunk-start state with the state at every tile start parked in a private scratch
-    (CHUNK/T + T entries of (NP, BLOCK_D) fp32, L1/L2-resident), then tiles last to first recompute their T states
-    in registers and walk the adjoint back (``_thread_bwd_tile``). dout and the gradients du/ddelta/dz are
-    contiguous (batch, dim, L); dA/dD/dbias and fixed dB/dC are per-batch partials; variable dB/dC are fp32
-    (batch, G, NP, L) accumulated with one atomic per element per program, or with BC_DOT per-program sums
-    (``_store_channel_sums``) stored to ``part_ptr``: (batch, n_dblocks, NP, L) fp32 for dB, the same for dC at
-    + ``c_part``, which the caller sums over each group's blocks; BC_DOT = 2 sums to fp32 accuracy (more bf16
-    terms per value). POLY: see ``_thread_bwd_tile``.
+    """Backward of the thread forward, one lane per channel (S lanes: see below): chunks last to first; per chunk
+    the states are recomputed from the saved chunk-start state with the state at every tile start parked in a
+    private scratch (CHUNK/T + T entries of (NP, BLOCK_D) fp32, L1/L2-resident), then tiles last to first
+    recompute their T states in registers and walk the adjoint back (``_thread_bwd_tile``). dout and the gradients
+    du/ddelta/dz are contiguous (batch, dim, L); dA/dD/dbias and fixed dB/dC are per-batch partials; variable
+    dB/dC are fp32 (batch, G, NP, L) accumulated with one atomic per element per program, or with BC_DOT
+    per-program sums (``_store_channel_sums``) stored to ``part_ptr``: (batch, n_dblocks, NP, L) fp32 for dB, the
+    same for dC at + ``c_part``, which the caller sums over each group's blocks; BC_DOT = 2 sums to fp32 accuracy
+    (more bf16 terms per value). POLY: see ``_thread_bwd_tile``.
 
     Sequence segments (program axis 2, ``chunks_per_seg`` chunks each, ``n_seg`` > 1): a program walks only its
     segment; its adjoint carry comes from the later segments' zero-carry carries and delta sums (``seg_g``
     (batch, n_seg, dim, NP), ``seg_dt`` (batch, n_seg, dim), from ``_thread_bwd_carry_kernel``) folded as
     ``g <- g_local[s] + exp(A sum(delta)[s]) g`` from the last segment down. The per-channel partials (dA, dD,
-    dbias, fixed dB/dC) are then per (batch, segment): rows pid_b * n_seg + seg."""
+    dbias, fixed dB/dC) are then per (batch, segment): rows pid_b * n_seg + seg.
+
+    S lanes per channel (S = 2 with BLOCK_D = 16 keeps a one-warp program; as ``_thread_lanes_fwd_kernel``): each
+    lane holds NP/S states of its channel (lane s: states s*NJ ..), halving the registers per lane for twice the
+    warps; per-state work is split over the lanes, per-step sums over the states take one cross-lane combine each.
+    Variable dB/dC need BC_DOT (its products sum per state)."""
+    tl.static_assert(S == 1 or BC_DOT != 0 or not (B_VAR or C_VAR), "S lanes per channel: variable dB/dC need BC_DOT")
+    NJ: tl.constexpr = NP // S
     pid_b = tl.program_id(0)
     pid_d = tl.program_id(1)
     seg = tl.program_id(2)
     d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    lane = tl.arange(0, S)
     dmask = d < dim
+    dmask_s = _per_state(dmask, S)
     grp = (pid_d * BLOCK_D) // group_size
 
-    A2, Bfix, Cfix = _state_params(A_ptr, B_ptr, C_ptr, d, dmask, dstate, s_Ad, s_An, s_Bb, s_Bn, s_Cb, s_Cn,
-                                   B_VAR, C_VAR, NP)
+    if S == 1:
+        A2, Bfix, Cfix = _state_params(A_ptr, B_ptr, C_ptr, d, dmask, dstate, s_Ad, s_An, s_Bb, s_Bn, s_Cb, s_Cn,
+                                       B_VAR, C_VAR, NP)
+    else:
+        A2, Bfix, Cfix = _lanes_state_params(A_ptr, B_ptr, C_ptr, d, dmask, lane, dstate, s_Ad, s_An, s_Bb, s_Bn,
+                                             s_Cb, s_Cn, B_VAR, C_VAR, NJ, S)
     zero_acc = ()
-    for _n in tl.static_range(NP):
-        zero_acc = zero_acc + (tl.zeros([BLOCK_D], dtype=tl.float32),)
-    bias, Dv = channel_bias_and_d(bias_ptr, D_ptr, d, dmask, HAS_BIAS, HAS_D)
-    acc = (zero_acc, zero_acc, zero_acc, tl.zeros([BLOCK_D], dtype=tl.float32),
-           tl.zeros([BLOCK_D], dtype=tl.float32))
+    for _n in tl.static_range(NJ):
+        zero_acc = zero_acc + (tl.zeros_like(A2[0]),)
+    dc = d  # the channels of the per-step values: with S lanes (BLOCK_D, S), each lane loading its channel's
+    dcmask = dmask
+    if S > 1:
+        dc = tl.broadcast_to(d[:, None], (BLOCK_D, S))
+        dcmask = dc < dim
+    bias, Dv = channel_bias_and_d(bias_ptr, D_ptr, dc, dcmask, HAS_BIAS, HAS_D)
+    acc = (zero_acc, zero_acc, zero_acc, tl.zeros(dc.shape, dtype=tl.float32), tl.zeros(dc.shape, dtype=tl.float32))
     g = zero_acc
     s = n_seg - 1
     while s > seg:  # the adjoint carry into this segment from the later ones
-        dts = tl.load(seg_dt_ptr + (pid_b * n_seg + s) * dim + d, mask=dmask, other=0.0)
+        dts = _per_state(tl.load(seg_dt_ptr + (pid_b * n_seg + s) * dim + d, mask=dmask, other=0.0), S)
         gn = ()
-        for n in tl.static_range(NP):
-            gl = tl.load(seg_g_ptr + ((pid_b * n_seg + s) * dim + d) * NP + n, mask=dmask, other=0.0)
+        for n in tl.static_range(NJ):
+            gl = tl.load(seg_g_ptr + _state_entry(((pid_b * n_seg + s) * dim + d) * NP, lane, n, NJ, S),
+                         mask=dmask_s, other=0.0)
             gn = gn + (gl + tl.exp2(dts * A2[n]) * g[n],)
         g = gn
         s -= 1
 
-    u_row = u_ptr + pid_b * s_ub + d * s_ud
-    dt_row = delta_ptr + pid_b * s_db + d * s_dd
-    z_row = z_ptr + pid_b * s_zb + d * s_zd
-    grad_row = pid_b * dim * L + d * L
+    u_row = u_ptr + pid_b * s_ub + dc * s_ud
+    dt_row = delta_ptr + pid_b * s_db + dc * s_dd
+    z_row = z_ptr + pid_b * s_zb + dc * s_zd
+    grad_row = pid_b * dim * L + dc * L
     dout_row = dout_ptr + grad_row
     B_tiles = B_ptr + pid_b * s_Bb + grp * s_Bg
     C_tiles = C_ptr + pid_b * s_Cb + grp * s_Cg
     n_slots = CHUNK // T + T
-    scr = (scratch_ptr + ((pid_b * tl.num_programs(1) + pid_d) * n_seg + seg) * (n_slots * NP * BLOCK_D)
-           + tl.arange(0, BLOCK_D))
+    cells = tl.arange(0, BLOCK_D)  # a state entry's scratch cells
+    if S > 1:
+        cells = cells[:, None] + lane[None, :] * BLOCK_D
+    scr = scratch_ptr + ((pid_b * tl.num_programs(1) + pid_d) * n_seg + seg) * (n_slots * NP * BLOCK_D) + cells
     part_blk = part_ptr + (pid_b * tl.num_programs(1) + pid_d).to(tl.int64) * (NP * L)
 
     c_first = seg * chunks_per_seg
@@ -629,59 +784,60 @@ def _thread_bwd_kernel(
     while c >= c_first:
         h = ()
         st_row = ((pid_b * dim + d) * n_chunks + (c - 1)) * NP
-        for n in tl.static_range(NP):
-            h = h + (tl.load(states_ptr + st_row + n, mask=dmask & (c > 0), other=0.0),)
+        for n in tl.static_range(NJ):
+            h = h + (tl.load(states_ptr + _state_entry(st_row, lane, n, NJ, S), mask=dmask_s & (c > 0), other=0.0),)
         n_full = (tl.minimum((c + 1) * CHUNK, L) - c * CHUNK) // T
         n_tail = tl.minimum((c + 1) * CHUNK, L) - c * CHUNK - n_full * T
         # forward through the chunk, parking the state at every tile (and tail step) start
         j = 0
         while j < n_full + n_tail:
-            for n in tl.static_range(NP):
-                tl.store(scr + (j * NP + n) * BLOCK_D, h[n])
+            for n in tl.static_range(NJ):
+                tl.store(scr + (j * NJ + n) * (BLOCK_D * S), h[n])
             if j < n_full:
-                h, _ = _thread_tile(h, bias, A2, Bfix, Cfix, Dv, bias, c * CHUNK + j * T, L, dmask, u_row, dt_row,
-                                    z_row, u_row, B_tiles, C_tiles, s_ul, s_dl, s_zl, s_ul,
-                                    HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR, C_VAR, True, False, NP, T, TM)
+                h = _rerun_tile(h, A2, Bfix, Cfix, Dv, bias, c * CHUNK + j * T, L, dcmask, lane, u_row, dt_row,
+                                z_row, B_tiles, C_tiles, s_ul, s_dl, s_zl, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR,
+                                C_VAR, False, NP, S, T, TM, POLY)
             else:
-                h, _ = _thread_tile(h, bias, A2, Bfix, Cfix, Dv, bias, c * CHUNK + n_full * T + (j - n_full), L,
-                                    dmask, u_row, dt_row, z_row, u_row, B_tiles, C_tiles, s_ul, s_dl, s_zl, s_ul,
-                                    HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR, C_VAR, True, True, NP, 1, TM)
+                h = _rerun_tile(h, A2, Bfix, Cfix, Dv, bias, c * CHUNK + n_full * T + (j - n_full), L, dcmask, lane,
+                                u_row, dt_row, z_row, B_tiles, C_tiles, s_ul, s_dl, s_zl, HAS_D, HAS_Z, HAS_BIAS,
+                                SOFTPLUS, B_VAR, C_VAR, True, NP, S, 1, TM, POLY)
             j += 1
         # tiles last to first
         j = n_full + n_tail - 1
         while j >= 0:
             h_start = ()
-            for n in tl.static_range(NP):
-                h_start = h_start + (tl.load(scr + (j * NP + n) * BLOCK_D),)
+            for n in tl.static_range(NJ):
+                h_start = h_start + (tl.load(scr + (j * NJ + n) * (BLOCK_D * S)),)
             if j < n_full:
-                g, acc = _thread_bwd_tile(h_start, g, acc, c * CHUNK + j * T, L, dmask, pid_b, grp, n_groups, dim,
+                g, acc = _thread_bwd_tile(h_start, g, acc, c * CHUNK + j * T, L, dcmask, pid_b, grp, n_groups, dim,
                                           u_row, dt_row, z_row, dout_row, grad_row, du_ptr, ddelta_ptr, dz_ptr,
                                           dB_ptr, dC_ptr, A2, Bfix, Cfix, Dv, bias, B_tiles, C_tiles,
                                           s_ul, s_dl, s_zl, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR, C_VAR, False,
-                                          NP, T, TM, part_blk, c_part, BC_DOT, POLY, INTERP, DOT_COLS)
+                                          NP, T, TM, part_blk, c_part, BC_DOT, POLY, INTERP, DOT_COLS, lane, S)
             else:
-                g, acc = _thread_bwd_tile(h_start, g, acc, c * CHUNK + n_full * T + (j - n_full), L, dmask, pid_b,
+                g, acc = _thread_bwd_tile(h_start, g, acc, c * CHUNK + n_full * T + (j - n_full), L, dcmask, pid_b,
                                           grp, n_groups, dim, u_row, dt_row, z_row, dout_row, grad_row, du_ptr,
                                           ddelta_ptr, dz_ptr, dB_ptr, dC_ptr, A2, Bfix, Cfix, Dv, bias, B_tiles,
                                           C_tiles, s_ul, s_dl, s_zl, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR,
                                           C_VAR, True, NP, 1, TM, part_blk, c_part, BC_DOT, POLY, INTERP,
-                                          DOT_COLS)
+                                          DOT_COLS, lane, S)
             j -= 1
         c -= 1
 
     dA_acc, dBf_acc, dCf_acc, dD_acc, dbias_acc = acc
     row = pid_b * n_seg + seg
     part = (row * dim + d) * NP
-    for n in tl.static_range(NP):
-        tl.store(dA_ptr + part + n, dA_acc[n], mask=dmask)
+    for n in tl.static_range(NJ):
+        offs = _state_entry(part, lane, n, NJ, S)
+        tl.store(dA_ptr + offs, dA_acc[n], mask=dmask_s)
         if not B_VAR:
-            tl.store(dB_ptr + part + n, dBf_acc[n], mask=dmask)
+            tl.store(dB_ptr + offs, dBf_acc[n], mask=dmask_s)
         if not C_VAR:
-            tl.store(dC_ptr + part + n, dCf_acc[n], mask=dmask)
+            tl.store(dC_ptr + offs, dCf_acc[n], mask=dmask_s)
     if HAS_D:
-        tl.store(dD_ptr + row * dim + d, dD_acc, mask=dmask)
+        tl.store(dD_ptr + row * dim + dc, dD_acc, mask=dcmask)
     if HAS_BIAS:
-        tl.store(dbias_ptr + row * dim + d, dbias_acc, mask=dmask)
+        tl.store(dbias_ptr + row * dim + dc, dbias_acc, mask=dcmask)
 
 
 @triton.jit

@@ -2,10 +2,10 @@
 
 Each variant pairs the default forward with a version of the thread backward: variable dB/dC summed over a
 program's channels by a tensor-core product into per-program partials (``BC_DOT``), fp32 or bf16 B/C tiles,
-software exponentials, and sequence segments (a carry pass, then every segment in parallel). Under the Triton
-interpreter on CPU (conftest) one SM is assumed, so a program per (batch, 32 channels) and lengths of a few chunks
-split the sequence into segments (once the 8-chunk minimum per segment is lifted); the launches are spied on to
-make sure the paths under test ran.
+software exponentials, 2 lanes per channel, and sequence segments (a carry pass, then every segment in parallel).
+Under the Triton interpreter on CPU (conftest) one SM is assumed, so a program per (batch, 32 channels) and lengths
+of a few chunks split the sequence into segments (once the 8-chunk minimum per segment is lifted); the launches are
+spied on to make sure the paths under test ran.
 """
 
 import pytest
@@ -17,7 +17,9 @@ from mamba_core.ops.selective_scan_triton import KERNEL_PAIRS, THREAD_BWD_VARIAN
 from tests.mamba_core.scan_cases import ARG_NAMES, LaunchSpy, make_inputs
 
 # (variant, N, B form, C form, dtype, groups, dim, length): N = 4, 16 and 5 (padded, not a power of two); lengths
-# not a multiple of the chunk (16) nor of the tile (2), over 3 chunks; dim 64 with 2 groups: two programs, one each.
+# not a multiple of the chunk (16) nor of the tile (2), over 3 chunks (one chunk: no segments); dim 64 with 2
+# groups: two programs, one each (split2: 16 channels per program, so dim 32).
+CHUNK = 16
 CASES = [
     ("thread_dot", 16, "var", "var", torch.float32, 1, 32, 37),
     ("thread_dot_poly1", 5, "fixed", "var", torch.bfloat16, 1, 32, 41),
@@ -25,6 +27,10 @@ CASES = [
     ("thread_seg", 16, "var", "fixed", torch.bfloat16, 1, 32, 37),
     ("thread_dot_bf16bc", 4, "var", "var", torch.bfloat16, 1, 32, 45),
     ("thread_dot_g16", 16, "group", "group", torch.float32, 2, 64, 21),
+    ("thread_dot_split2", 16, "var", "var", torch.float32, 1, 32, 37),
+    ("thread_dot_split2", 5, "fixed", "var", torch.bfloat16, 1, 32, 41),
+    ("thread_dot_split2", 4, "group", "group", torch.float32, 2, 32, 35),
+    ("thread_dot_split2", 16, "var", "fixed", torch.bfloat16, 1, 32, 13),
 ]
 TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 2e-2}  # max |error| / max |reference gradient|
 
@@ -40,7 +46,7 @@ def test_bwd_variant_gradients_match_reference(monkeypatch, variant, dstate, b_f
     monkeypatch.setattr(sst, "THREAD_BWD_MIN_SEG_CHUNKS", 1)  # split even these short inputs
     inp = make_inputs(1, dim, seqlen, dstate, b_form, c_form, dtype=dtype, groups=groups)
     args = [inp[k] for k in ARG_NAMES]
-    out = selective_scan_triton(*args, delta_softplus=True, _impl=f"bwd_{variant}", _chunk=16)
+    out = selective_scan_triton(*args, delta_softplus=True, _impl=f"bwd_{variant}", _chunk=CHUNK)
     dout = torch.randn(out.shape, generator=torch.Generator().manual_seed(1)).to(out.device, out.dtype)
     grads = torch.autograd.grad(out, args, dout)
     ref_args = [a.detach().float().requires_grad_() for a in args]
@@ -55,8 +61,9 @@ def test_bwd_variant_gradients_match_reference(monkeypatch, variant, dstate, b_f
     exact = variant_cfg.bc_dot and dtype == torch.float32
     assert len(bwd_spy.launches) == 1 and bwd_spy.launches[0]["BC_DOT"] == variant_cfg.bc_dot + exact
     assert bwd_spy.launches[0]["DOT_COLS"] == variant_cfg.dot_cols
-    # the interpreter counts one SM: a variant splits the sequence unless told not to
-    assert len(carry_spy.launches) == (0 if variant_cfg.n_seg == 1 else 1)
+    assert bwd_spy.launches[0]["S"] == variant_cfg.lanes and bwd_spy.launches[0]["BLOCK_D"] == 32 // variant_cfg.lanes
+    # the interpreter counts one SM: a variant splits a sequence of several chunks unless told not to
+    assert len(carry_spy.launches) == (0 if variant_cfg.n_seg == 1 or seqlen <= CHUNK else 1)
 
 
 def test_bwd_variants_are_registered_with_the_default_forward():
@@ -93,3 +100,19 @@ def test_bwd_variant_falls_back_to_scan_backward_for_large_n(monkeypatch):
     for grad, ref in zip(grads, ref_grads, strict=True):
         torch.testing.assert_close(grad, ref, rtol=1e-4, atol=1e-4)
     assert len(scan_spy.launches) == 1
+
+
+def test_split2_falls_back_to_one_lane_for_small_groups(monkeypatch):
+    """Groups of 8 channels cap a program at 8 channels, too few for the dB/dC products that the 2-lane kernel
+    needs for variable B/C: it runs one lane per channel (with atomics), still correct."""
+    bwd_spy = LaunchSpy(sst._thread_bwd_kernel)
+    monkeypatch.setattr(sst, "_thread_bwd_kernel", bwd_spy)
+    inp = make_inputs(1, 32, 13, 4, "group", "group", groups=4)
+    args = [inp[k] for k in ARG_NAMES]
+    out = selective_scan_triton(*args, delta_softplus=True, _impl="bwd_thread_dot_split2", _chunk=CHUNK)
+    grads = torch.autograd.grad(out.sum(), args)
+    ref_args = [a.detach().requires_grad_() for a in args]
+    ref_grads = torch.autograd.grad(selective_scan_ref(*ref_args, delta_softplus=True).sum(), ref_args)
+    for grad, ref in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(grad, ref, rtol=1e-4, atol=1e-4)
+    assert [(k["S"], k["BLOCK_D"], k["BC_DOT"]) for k in bwd_spy.launches] == [(1, 8, False)]
