@@ -908,12 +908,12 @@ class SelectiveScanTriton(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state, config):
-        impl, block_d, chunk, tile, n_seg = config
+        impl, block_d, chunk, tile, n_seg, needs_grad = config
         fwd_impl, bwd_impl = KERNEL_PAIRS[impl]
         if A.shape[1] > MAX_THREAD_DSTATE:  # the thread kernels hold N states per lane
             fwd_impl = "seq" if fwd_impl.startswith("thread") else fwd_impl
             bwd_impl = "scan" if bwd_impl.startswith("thread") else bwd_impl
-        if chunk is None and fwd_impl.startswith("thread") and bwd_impl == "scan" and any(ctx.needs_input_grad[:8]):
+        if chunk is None and fwd_impl.startswith("thread") and bwd_impl == "scan" and needs_grad:
             chunk = SCAN_BWD_CHUNK
         out, states, chunk = _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, fwd_impl, block_d, chunk,
                                       tile=tile, n_seg=n_seg)
@@ -974,8 +974,11 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
             raise ValueError(f"{name} must be a power of two, got {v}")
     if _impl != "seq" and _chunk is not None and _chunk < 16:
         raise ValueError(f"_chunk must be >= 16 for the scan kernels, got {_chunk}")
+    # a backward will run (inside the Function grad mode is off and needs_input_grad ignores torch.no_grad)
+    needs_grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias))
     u, delta, z = _contig_last(u), _contig_last(delta), _contig_last(z)
     B = B.contiguous() if B.dim() == 2 else B
     C = C.contiguous() if C.dim() == 2 else C
     return SelectiveScanTriton.apply(u, delta, A.contiguous(), B, C, D, z, delta_bias, delta_softplus,
-                                     return_last_state, (_impl, _block_d, _chunk, _tile, _n_seg))
+                                     return_last_state, (_impl, _block_d, _chunk, _tile, _n_seg, needs_grad))
