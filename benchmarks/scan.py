@@ -631,13 +631,14 @@ def sass_bwd(args):
     thread = dict(BLOCK_D=32, T=2, TM=2, BC_DOT=False, POLY=0, INTERP=False, DOT_COLS=0, S=1)
     kernels.append(("thread", stt._thread_bwd_kernel, thread, False, 1, 2.0))
     compiled = set()
-    for name, (bc_dot, f32, poly, _, tile, dot_cols, lanes) in sst.THREAD_BWD_VARIANTS.items():
+    for name, (bc_dot, f32, poly, _, tile, dot_cols, lanes, stages) in sst.THREAD_BWD_VARIANTS.items():
         tile = tile or 2
-        if (bc_dot, f32, poly, tile, dot_cols, lanes) not in compiled:  # segments do not change the kernel
-            compiled.add((bc_dot, f32, poly, tile, dot_cols, lanes))
+        if (bc_dot, f32, poly, tile, dot_cols, lanes, stages) not in compiled:  # segments do not change the kernel
+            compiled.add((bc_dot, f32, poly, tile, dot_cols, lanes, stages))
             # a thread walks `tile` steps of 1/lanes of a channel: tile/lanes channel-steps
             kernels.append((name, stt._thread_bwd_kernel, dict(thread, BC_DOT=bc_dot, POLY=poly, T=tile, TM=tile,
-                                                               DOT_COLS=dot_cols, BLOCK_D=32 // lanes, S=lanes),
+                                                               DOT_COLS=dot_cols, BLOCK_D=32 // lanes, S=lanes,
+                                                               STAGES=stages),
                             f32, 1, tile / lanes))
     carry = {k: v for k, v in thread.items() if k in ("BLOCK_D", "T", "TM", "POLY")}
     kernels.append(("segment carry pass (all but the last segment)", stt._thread_bwd_carry_kernel, carry, True, 1,
