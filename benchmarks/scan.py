@@ -606,7 +606,7 @@ def _hot_path_counts(sass_text):
         return collections.Counter(re.sub(r"^@!?U?P\w+\s+", "", t).split()[0] for a, t in ins if lo <= a < hi)
 
     # Triton-pipelined full-tile loops (cp.async: LDGSTS) run the one-step tail in loops of its own: count those
-    piped = [(lo, hi) for lo, hi in inner if ops(lo, hi + 1).get("LDGSTS", 0)]
+    piped = [(lo, hi) for lo, hi in inner if any(op.startswith("LDGSTS") for op in ops(lo, hi + 1))]
     inner = piped or inner
 
     for lo, hi in inner:
@@ -653,8 +653,8 @@ def sass_bwd(args):
           f"{warps} warps; thread: BLOCK_D=32, T=2 (_t1: 1), 1 warp. Per channel and step (thread instructions) on "
           "the hot path of the innermost loops (thread: the chunk re-run and the backward tile loop; _split2: 2 lanes "
           "per channel, BLOCK_D=16):")
-    print("| kernel | regs | spill (stack/local B) | " + " | ".join(keys).replace("STS", "STS(M)").replace(
-        "LDS", "LDS(M)") + " | all instr. |")
+    print("| kernel | regs | spill (stack/local B) | "
+          + " | ".join({"LDS": "LDS(M)", "STS": "STS(M)"}.get(k, k) for k in keys) + " | all instr. |")
     print("|---|---|---|" + "---|" * (len(keys) + 1))
     with __import__("tempfile").TemporaryDirectory() as tmp:
         for name, kernel, extra, f32, num_warps, steps in kernels:
