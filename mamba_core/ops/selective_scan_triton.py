@@ -559,14 +559,16 @@ class ThreadBwdVariant(NamedTuple):
 # instead, as the default forward does: the full-tile loops of the chunk re-run and of the backward walk as
 # tl.range(num_stages=3 or 4), whose loads (u, delta, z, dout, B/C blocks, the parked states) Triton issues as
 # cp.async copies to shared memory one (two) tiles ahead; offline sm_90 (`--sass-bwd`): 866.5 instructions per
-# channel-step against 862, no LDG left in those loops, spills 136 -> 8 bytes, 13.5 (16.3) KB shared memory.
+# channel-step against 862, no LDG left in those loops, spills 136 -> 8 bytes, 13.5 (16.3) KB shared memory;
+# thread_dot_split2_stages3 the same on 2 lanes per channel (218 registers against 240, 1150 instructions).
 THREAD_BWD_VARIANTS = {
     "thread_dot": ThreadBwdVariant(True, True), "thread_seg": ThreadBwdVariant(False, True),
     "thread_dot_g16": ThreadBwdVariant(True, True, dot_cols=16),
     "thread_dot_seg1": ThreadBwdVariant(True, True, n_seg=1), "thread_dot_poly1": ThreadBwdVariant(True, True, poly=1),
     "thread_dot_bf16bc": ThreadBwdVariant(True, False), "thread_dot_split2": ThreadBwdVariant(True, True, lanes=2),
     "thread_dot_stages3": ThreadBwdVariant(True, True, stages=3),
-    "thread_dot_stages4": ThreadBwdVariant(True, True, stages=4)}
+    "thread_dot_stages4": ThreadBwdVariant(True, True, stages=4),
+    "thread_dot_split2_stages3": ThreadBwdVariant(True, True, lanes=2, stages=3)}
 # Segments of the thread backward variants: none from THREAD_BWD_MIN_PROGRAMS_PER_SM one-warp programs per SM up,
 # else about THREAD_BWD_WARPS_PER_SM per SM, each segment at least THREAD_BWD_MIN_SEG_CHUNKS chunks long. H100,
 # fwd+bwd ms at CHUNK 64 (benchmarks/README.md, --bwd-sweep): (8, 2048, 2048, 16), 3.9 programs per SM: 4.01

@@ -34,6 +34,7 @@ CASES = [
     ("thread_dot_split2", 16, "var", "fixed", torch.bfloat16, 1, 32, 13),
     ("thread_dot_stages3", 16, "var", "var", torch.float32, 1, 32, 37),
     ("thread_dot_stages3", 5, "group", "group", torch.bfloat16, 2, 64, 41),
+    ("thread_dot_split2_stages3", 16, "var", "var", torch.bfloat16, 1, 32, 37),
 ]
 TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 2e-2}  # max |error| / max |reference gradient|
 
