@@ -605,6 +605,10 @@ def _hot_path_counts(sass_text):
     def ops(lo, hi):
         return collections.Counter(re.sub(r"^@!?U?P\w+\s+", "", t).split()[0] for a, t in ins if lo <= a < hi)
 
+    # Triton-pipelined full-tile loops (cp.async: LDGSTS) run the one-step tail in loops of its own: count those
+    piped = [(lo, hi) for lo, hi in inner if any(op.startswith("LDGSTS") for op in ops(lo, hi + 1))]
+    inner = piped or inner
+
     for lo, hi in inner:
         arms = [(a, int(m.group(1), 16)) for a, t in ins
                 if lo < a < hi and (m := re.match(r"BRA\s+0x([0-9a-f]+)", t)) and a < int(m.group(1), 16) <= hi]
@@ -628,27 +632,29 @@ def sass_bwd(args):
                                          backward=True)
     kernels = [("scan (auto)", sst._scan_bwd_kernel, dict(BLOCK_D=block_d), False, warps,
                 block_d * 16 / (32 * warps))]
-    thread = dict(BLOCK_D=32, T=2, TM=2, BC_DOT=False, POLY=0, INTERP=False, DOT_COLS=0, S=1)
+    thread = dict(BLOCK_D=32, T=2, TM=2, BC_DOT=False, POLY=0, INTERP=False, DOT_COLS=0, S=1, STAGES=0)
     kernels.append(("thread", stt._thread_bwd_kernel, thread, False, 1, 2.0))
     compiled = set()
-    for name, (bc_dot, f32, poly, _, tile, dot_cols, lanes) in sst.THREAD_BWD_VARIANTS.items():
+    for name, (bc_dot, f32, poly, _, tile, dot_cols, lanes, stages) in sst.THREAD_BWD_VARIANTS.items():
         tile = tile or 2
-        if (bc_dot, f32, poly, tile, dot_cols, lanes) not in compiled:  # segments do not change the kernel
-            compiled.add((bc_dot, f32, poly, tile, dot_cols, lanes))
+        if (bc_dot, f32, poly, tile, dot_cols, lanes, stages) not in compiled:  # segments do not change the kernel
+            compiled.add((bc_dot, f32, poly, tile, dot_cols, lanes, stages))
             # a thread walks `tile` steps of 1/lanes of a channel: tile/lanes channel-steps
             kernels.append((name, stt._thread_bwd_kernel, dict(thread, BC_DOT=bc_dot, POLY=poly, T=tile, TM=tile,
-                                                               DOT_COLS=dot_cols, BLOCK_D=32 // lanes, S=lanes),
+                                                               DOT_COLS=dot_cols, BLOCK_D=32 // lanes, S=lanes,
+                                                               STAGES=stages),
                             f32, 1, tile / lanes))
     carry = {k: v for k, v in thread.items() if k in ("BLOCK_D", "T", "TM", "POLY")}
     kernels.append(("segment carry pass (all but the last segment)", stt._thread_bwd_carry_kernel, carry, True, 1,
                     2.0))
-    keys = ("MUFU.EX2", "FFMA", "FMUL", "FADD", "SHFL", "BAR", "RED/ATOM", "LDG", "STG", "LDS", "STS", "HMMA")
+    keys = ("MUFU.EX2", "FFMA", "FMUL", "FADD", "SHFL", "BAR", "RED/ATOM", "LDG", "LDGSTS", "STG", "LDS", "STS",
+            "HMMA")
     print(f"sm_90, bf16 u/delta/z/dout, var B/C, D, z, bias, softplus, N=16, CHUNK=16; scan: BLOCK_D={block_d}, "
           f"{warps} warps; thread: BLOCK_D=32, T=2 (_t1: 1), 1 warp. Per channel and step (thread instructions) on "
           "the hot path of the innermost loops (thread: the chunk re-run and the backward tile loop; _split2: 2 lanes "
           "per channel, BLOCK_D=16):")
-    print("| kernel | regs | spill (stack/local B) | " + " | ".join(keys).replace("STS", "STS(M)").replace(
-        "LDS", "LDS(M)") + " | all instr. |")
+    print("| kernel | regs | spill (stack/local B) | "
+          + " | ".join({"LDS": "LDS(M)", "STS": "STS(M)"}.get(k, k) for k in keys) + " | all instr. |")
     print("|---|---|---|" + "---|" * (len(keys) + 1))
     with __import__("tempfile").TemporaryDirectory() as tmp:
         for name, kernel, extra, f32, num_warps, steps in kernels:

@@ -539,6 +539,7 @@ class ThreadBwdVariant(NamedTuple):
     tile: int | None = None  # steps per unrolled tile; None: the thread backward's 2
     dot_cols: int = 0  # columns (tiles x steps) per product; 0: one product per tile
     lanes: int = 1  # lanes per channel, each with NP/lanes states (one-warp programs of 32/lanes channels)
+    stages: int = 0  # > 0: full-tile loops as tl.range(num_stages=stages) (Triton software-pipelined loads)
 
 
 # Variants of the thread backward, each paired with the default forward as _impl "bwd_<name>"; "auto" uses
@@ -554,12 +555,20 @@ class ThreadBwdVariant(NamedTuple):
 # registers: the compiler recomputes exponentials); dot_cols=16 sums 16 columns at a time. thread_dot_split2 (not
 # yet timed on a GPU) is the other way to more warps: 2 lanes per channel with N/2 states each (16-channel one-warp
 # programs, twice as many), as the forward's thread_split2; it needs the products for variable dB/dC, so groups of
-# fewer than 16 channels run it with one lane.
+# fewer than 16 channels run it with one lane. thread_dot_stages3/4 (not yet timed on a GPU) hide the load latency
+# instead, as the default forward does: the full-tile loops of the chunk re-run and of the backward walk as
+# tl.range(num_stages=3 or 4), whose loads (u, delta, z, dout, B/C blocks, the parked states) Triton issues as
+# cp.async copies to shared memory one (two) tiles ahead; offline sm_90 (`--sass-bwd`): 866.5 instructions per
+# channel-step against 862, no LDG left in those loops, spills 136 -> 8 bytes, 13.5 (16.3) KB shared memory;
+# thread_dot_split2_stages3 the same on 2 lanes per channel (218 registers against 240, 1150 instructions).
 THREAD_BWD_VARIANTS = {
     "thread_dot": ThreadBwdVariant(True, True), "thread_seg": ThreadBwdVariant(False, True),
     "thread_dot_g16": ThreadBwdVariant(True, True, dot_cols=16),
     "thread_dot_seg1": ThreadBwdVariant(True, True, n_seg=1), "thread_dot_poly1": ThreadBwdVariant(True, True, poly=1),
-    "thread_dot_bf16bc": ThreadBwdVariant(True, False), "thread_dot_split2": ThreadBwdVariant(True, True, lanes=2)}
+    "thread_dot_bf16bc": ThreadBwdVariant(True, False), "thread_dot_split2": ThreadBwdVariant(True, True, lanes=2),
+    "thread_dot_stages3": ThreadBwdVariant(True, True, stages=3),
+    "thread_dot_stages4": ThreadBwdVariant(True, True, stages=4),
+    "thread_dot_split2_stages3": ThreadBwdVariant(True, True, lanes=2, stages=3)}
 # Segments of the thread backward variants: none from THREAD_BWD_MIN_PROGRAMS_PER_SM one-warp programs per SM up,
 # else about THREAD_BWD_WARPS_PER_SM per SM, each segment at least THREAD_BWD_MIN_SEG_CHUNKS chunks long. H100,
 # fwd+bwd ms at CHUNK 64 (benchmarks/README.md, --bwd-sweep): (8, 2048, 2048, 16), 3.9 programs per SM: 4.01
@@ -805,7 +814,8 @@ def _backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
     np2, n_chunks = states.shape[-1], states.shape[2]
     Bg, b_var, Cg, c_var, n_groups = _grouped_bc(B, C)
     variant = THREAD_BWD_VARIANTS.get(impl)
-    bc_dot, fp32_bc, poly, n_seg, variant_tile, dot_cols, lanes = variant or ThreadBwdVariant(False, False, n_seg=1)
+    bc_dot, fp32_bc, poly, n_seg, variant_tile, dot_cols, lanes, stages = (
+        variant or ThreadBwdVariant(False, False, n_seg=1))
     if variant is not None:
         impl = "thread"
     if impl == "thread":
@@ -877,7 +887,7 @@ def _backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
             u, delta, A, Bt, Ct, *inputs[5:], scratch, *grads, dim, seqlen, n_chunks, dim // n_groups, dstate,
             n_groups, *strides, parts, c_part, seg_g, seg_dt, chunks_per_seg, n_seg, T=tile, TM=tile, BC_DOT=bc_dot,
             POLY=min(poly, np2 // lanes), INTERP=os.environ.get("TRITON_INTERPRET") == "1", DOT_COLS=dot_cols,
-            S=lanes, **flags)
+            S=lanes, STAGES=stages, **flags)
         if bc_dot:  # sum each group's blocks
             sums = parts.unflatten(2, (n_groups, grid[1] // n_groups)).sum(3)
             dB = sums[0] if b_var else dB

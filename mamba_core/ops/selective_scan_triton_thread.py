@@ -474,6 +474,23 @@ def _store_channel_sums(parts, part_ptr, c_part, t0, L, K: tl.constexpr, FIRST: 
 
 
 @triton.jit
+def _bc_block(tile_ptr, lane, NP: tl.constexpr, S: tl.constexpr, T: tl.constexpr):
+    """``_bc_tiles`` (T = TM) as one load of each lane's contiguous rows (``_lanes_state_block``): the form the
+    pipeliner copies once per warp to shared memory, where the broadcast per-channel loads would take one copy per
+    channel. Columns are (1, S), or with S = 1 (1,) to broadcast over the channels."""
+    tiles = _lanes_state_block(tile_ptr, lane, NP // S, S, T)
+    if S == 1:
+        flat = ()
+        for j in tl.static_range(NP):
+            row = ()
+            for k in tl.static_range(T):
+                row = row + (tl.reshape(tiles[j][k], (1,)),)
+            flat = flat + (row,)
+        tiles = flat
+    return tiles
+
+
+@triton.jit
 def _part_tile(cols, m2, T: tl.constexpr, S: tl.constexpr):
     """T per-state columns of dB or dC as a BC_DOT tile, zero at masked steps: (BLOCK_D, T), or with S lanes
     (BLOCK_D, S*T), lane s's steps in columns s*T ..."""
@@ -491,7 +508,7 @@ def _thread_bwd_tile(h_start, g, acc, t0, L, dmask, pid_b, grp, n_groups, dim,
                      B_VAR: tl.constexpr, C_VAR: tl.constexpr, MASK_T: tl.constexpr,
                      NP: tl.constexpr, T: tl.constexpr, TM: tl.constexpr,
                      part_ptr, c_part, BC_DOT: tl.constexpr, POLY: tl.constexpr, INTERP: tl.constexpr,
-                     DOT_COLS: tl.constexpr, lane, S: tl.constexpr = 1):
+                     DOT_COLS: tl.constexpr, lane, S: tl.constexpr = 1, BC_BLOCK: tl.constexpr = False):
     """Gradients of steps t0 .. t0+T-1 given the state before t0 (``h_start``) and the adjoint carry ``g``
     (a_{t+1} * G_{t+1} from the step after the tile). Returns the carry for the tile before and the accumulators
     ``acc`` = (dA tuple, dB-fixed tuple, dC-fixed tuple, dD, dbias).
@@ -517,11 +534,17 @@ def _thread_bwd_tile(h_start, g, acc, t0, L, dmask, pid_b, grp, n_groups, dim,
     if T != TM:
         tile_offs += t0 % TM
     if B_VAR:
-        Bt = _bc_tiles(B_tiles + tile_offs, zero_cols, tt, lane, NP, S, T, TM)
+        if BC_BLOCK:
+            Bt = _bc_block(B_tiles + tile_offs, lane, NP, S, T)
+        else:
+            Bt = _bc_tiles(B_tiles + tile_offs, zero_cols, tt, lane, NP, S, T, TM)
     else:
         Bt = Bfix
     if C_VAR:
-        Ct = _bc_tiles(C_tiles + tile_offs, zero_cols, tt, lane, NP, S, T, TM)
+        if BC_BLOCK:
+            Ct = _bc_block(C_tiles + tile_offs, lane, NP, S, T)
+        else:
+            Ct = _bc_tiles(C_tiles + tile_offs, zero_cols, tt, lane, NP, S, T, TM)
     dt_cols = _columns(dt, T)
     dtu_cols = _columns(dtu, T)
     hs = _advance(h_start, dt_cols, dtu_cols, A2, Bfix, Bt, B_VAR, NJ, T, POLY)
@@ -671,10 +694,11 @@ def _thread_bwd_tile(h_start, g, acc, t0, L, dmask, pid_b, grp, n_groups, dim,
 def _rerun_tile(h, A2, Bfix, Cfix, Dv, bias, t0, L, dmask, lane, u_row, dt_row, z_row, B_tiles, C_tiles,
                 s_ul, s_dl, s_zl, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
                 SOFTPLUS: tl.constexpr, B_VAR: tl.constexpr, C_VAR: tl.constexpr, MASK_T: tl.constexpr,
-                NP: tl.constexpr, S: tl.constexpr, T: tl.constexpr, TM: tl.constexpr, POLY: tl.constexpr):
+                NP: tl.constexpr, S: tl.constexpr, T: tl.constexpr, TM: tl.constexpr, POLY: tl.constexpr,
+                BC_BLOCK: tl.constexpr = False):
     """The state tuple after steps t0 .. t0+T-1 (the backward's forward re-run): ``_thread_tile``'s LOCAL pass, or
-    with S lanes per channel ``_advance`` on NP/S (BLOCK_D, S) entries."""
-    if S == 1:
+    with S lanes per channel (or BC_BLOCK: B loaded by ``_bc_block``) ``_advance`` on NP/S entries."""
+    if S == 1 and not BC_BLOCK:
         h, _ = _thread_tile(h, bias, A2, Bfix, Cfix, Dv, bias, t0, L, dmask, u_row, dt_row, z_row, u_row, B_tiles,
                             C_tiles, s_ul, s_dl, s_zl, s_ul, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR, C_VAR, True,
                             MASK_T, NP, T, TM)
@@ -684,12 +708,47 @@ def _rerun_tile(h, A2, Bfix, Cfix, Dv, bias, t0, L, dmask, lane, u_row, dt_row, 
         tile_offs = (t0 // TM) * (NP * TM)
         if T != TM:
             tile_offs += t0 % TM
-        if B_VAR:
+        if B_VAR and BC_BLOCK:
+            Bt = _bc_block(B_tiles + tile_offs, lane, NP, S, T)
+        elif B_VAR:
             Bt = _bc_tiles(B_tiles + tile_offs, _per_step(tl.zeros_like(dmask.to(tl.int32))), tt, lane, NP, S, T, TM)
         else:
             Bt = Bfix
         h = _advance(h, _columns(dt, T), _columns(dt * u, T), A2, Bfix, Bt, B_VAR, NP // S, T, POLY)[T - 1]
     return h
+
+
+@triton.jit
+def _staged_rerun_step(i, h, t_chunk, scr, A2, Bfix, Cfix, Dv, bias, L, dcmask, lane, u_row, dt_row, z_row, B_tiles,
+                       C_tiles, s_ul, s_dl, s_zl, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
+                       SOFTPLUS: tl.constexpr, B_VAR: tl.constexpr, C_VAR: tl.constexpr, NP: tl.constexpr,
+                       S: tl.constexpr, T: tl.constexpr, POLY: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Full tile i of the STAGES re-run loop of ``_thread_bwd_kernel``: park the state in scratch slot i, then
+    advance it over the tile (B as one block, ``_bc_block``)."""
+    for n in tl.static_range(NP // S):
+        tl.store(scr + (i * (NP // S) + n) * (BLOCK_D * S), h[n])
+    return _rerun_tile(h, A2, Bfix, Cfix, Dv, bias, t_chunk + i * T, L, dcmask, lane, u_row, dt_row, z_row, B_tiles,
+                       C_tiles, s_ul, s_dl, s_zl, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR, C_VAR, False, NP, S, T, T,
+                       POLY, True)
+
+
+@triton.jit
+def _staged_bwd_step(i, g, acc, n_full, t_chunk, scr, L, dcmask, pid_b, grp, n_groups, dim, u_row, dt_row, z_row,
+                     dout_row, grad_row, du_ptr, ddelta_ptr, dz_ptr, dB_ptr, dC_ptr, A2, Bfix, Cfix, Dv, bias,
+                     B_tiles, C_tiles, s_ul, s_dl, s_zl, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
+                     HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, B_VAR: tl.constexpr, C_VAR: tl.constexpr,
+                     NP: tl.constexpr, T: tl.constexpr, part_blk, c_part, BC_DOT: tl.constexpr, POLY: tl.constexpr,
+                     INTERP: tl.constexpr, DOT_COLS: tl.constexpr, lane, S: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Iteration i of the STAGES backward tile loop of ``_thread_bwd_kernel``: full tile j = n_full-1-i (an
+    ascending loop, for ``tl.range``, over the tiles last to first), from its parked start state."""
+    j = n_full - 1 - i
+    h_start = ()
+    for n in tl.static_range(NP // S):
+        h_start = h_start + (tl.load(scr + (j * (NP // S) + n) * (BLOCK_D * S)),)
+    return _thread_bwd_tile(h_start, g, acc, t_chunk + j * T, L, dcmask, pid_b, grp, n_groups, dim, u_row, dt_row,
+                            z_row, dout_row, grad_row, du_ptr, ddelta_ptr, dz_ptr, dB_ptr, dC_ptr, A2, Bfix, Cfix,
+                            Dv, bias, B_tiles, C_tiles, s_ul, s_dl, s_zl, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR,
+                            C_VAR, False, NP, T, T, part_blk, c_part, BC_DOT, POLY, INTERP, DOT_COLS, lane, S, True)
 
 
 @triton.jit
@@ -704,7 +763,7 @@ def _thread_bwd_kernel(
     B_VAR: tl.constexpr, C_VAR: tl.constexpr,
     BLOCK_D: tl.constexpr, NP: tl.constexpr, CHUNK: tl.constexpr, T: tl.constexpr, TM: tl.constexpr,
     BC_DOT: tl.constexpr = False, POLY: tl.constexpr = 0, INTERP: tl.constexpr = False, DOT_COLS: tl.constexpr = 0,
-    S: tl.constexpr = 1,
+    S: tl.constexpr = 1, STAGES: tl.constexpr = 0,
 ):
     """Backward of the thread forward, one lane per channel (S lanes: see below): chunks last to first; per chunk
     the states are recomputed from the saved chunk-start state with the state at every tile start parked in a
@@ -725,7 +784,14 @@ def _thread_bwd_kernel(
     S lanes per channel (S = 2 with BLOCK_D = 16 keeps a one-warp program; as ``_thread_lanes_fwd_kernel``): each
     lane holds NP/S states of its channel (lane s: states s*NJ ..), halving the registers per lane for twice the
     warps; per-state work is split over the lanes, per-step sums over the states take one cross-lane combine each.
-    Variable dB/dC need BC_DOT (its products sum per state)."""
+    Variable dB/dC need BC_DOT (its products sum per state).
+
+    STAGES > 0 (needs T = TM): the full tiles of both per-chunk loops run as ascending ``tl.range(num_stages=STAGES)``
+    loops (the backward one mapped to tiles last to first), so that Triton's pipeliner issues the loads of the next
+    tiles as asynchronous copies to shared memory while a tile computes; B/C tiles are loaded as one block
+    (``_bc_block``); the one-step tail runs in plain loops around them. Under the interpreter (INTERP, which cannot
+    run ``tl.range`` to a runtime bound) the same loops run as while loops."""
+    tl.static_assert(STAGES == 0 or T == TM, "STAGES: whole B/C tiles (T = TM)")
     tl.static_assert(S == 1 or BC_DOT != 0 or not (B_VAR or C_VAR), "S lanes per channel: variable dB/dC need BC_DOT")
     NJ: tl.constexpr = NP // S
     pid_b = tl.program_id(0)
@@ -788,40 +854,93 @@ def _thread_bwd_kernel(
             h = h + (tl.load(states_ptr + _state_entry(st_row, lane, n, NJ, S), mask=dmask_s & (c > 0), other=0.0),)
         n_full = (tl.minimum((c + 1) * CHUNK, L) - c * CHUNK) // T
         n_tail = tl.minimum((c + 1) * CHUNK, L) - c * CHUNK - n_full * T
-        # forward through the chunk, parking the state at every tile (and tail step) start
-        j = 0
-        while j < n_full + n_tail:
-            for n in tl.static_range(NJ):
-                tl.store(scr + (j * NJ + n) * (BLOCK_D * S), h[n])
-            if j < n_full:
-                h = _rerun_tile(h, A2, Bfix, Cfix, Dv, bias, c * CHUNK + j * T, L, dcmask, lane, u_row, dt_row,
-                                z_row, B_tiles, C_tiles, s_ul, s_dl, s_zl, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR,
-                                C_VAR, False, NP, S, T, TM, POLY)
+        if STAGES == 0:
+            # forward through the chunk, parking the state at every tile (and tail step) start
+            j = 0
+            while j < n_full + n_tail:
+                for n in tl.static_range(NJ):
+                    tl.store(scr + (j * NJ + n) * (BLOCK_D * S), h[n])
+                if j < n_full:
+                    h = _rerun_tile(h, A2, Bfix, Cfix, Dv, bias, c * CHUNK + j * T, L, dcmask, lane, u_row, dt_row,
+                                    z_row, B_tiles, C_tiles, s_ul, s_dl, s_zl, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR,
+                                    C_VAR, False, NP, S, T, TM, POLY)
+                else:
+                    h = _rerun_tile(h, A2, Bfix, Cfix, Dv, bias, c * CHUNK + n_full * T + (j - n_full), L, dcmask, lane,
+                                    u_row, dt_row, z_row, B_tiles, C_tiles, s_ul, s_dl, s_zl, HAS_D, HAS_Z, HAS_BIAS,
+                                    SOFTPLUS, B_VAR, C_VAR, True, NP, S, 1, TM, POLY)
+                j += 1
+            # tiles last to first
+            j = n_full + n_tail - 1
+            while j >= 0:
+                h_start = ()
+                for n in tl.static_range(NJ):
+                    h_start = h_start + (tl.load(scr + (j * NJ + n) * (BLOCK_D * S)),)
+                if j < n_full:
+                    g, acc = _thread_bwd_tile(h_start, g, acc, c * CHUNK + j * T, L, dcmask, pid_b, grp, n_groups, dim,
+                                              u_row, dt_row, z_row, dout_row, grad_row, du_ptr, ddelta_ptr, dz_ptr,
+                                              dB_ptr, dC_ptr, A2, Bfix, Cfix, Dv, bias, B_tiles, C_tiles,
+                                              s_ul, s_dl, s_zl, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR, C_VAR, False,
+                                              NP, T, TM, part_blk, c_part, BC_DOT, POLY, INTERP, DOT_COLS, lane, S)
+                else:
+                    g, acc = _thread_bwd_tile(h_start, g, acc, c * CHUNK + n_full * T + (j - n_full), L, dcmask, pid_b,
+                                              grp, n_groups, dim, u_row, dt_row, z_row, dout_row, grad_row, du_ptr,
+                                              ddelta_ptr, dz_ptr, dB_ptr, dC_ptr, A2, Bfix, Cfix, Dv, bias, B_tiles,
+                                              C_tiles, s_ul, s_dl, s_zl, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR,
+                                              C_VAR, True, NP, 1, TM, part_blk, c_part, BC_DOT, POLY, INTERP,
+                                              DOT_COLS, lane, S)
+                j -= 1
+        else:
+            t_chunk = c * CHUNK
+            if INTERP:
+                i = 0
+                while i < n_full:
+                    h = _staged_rerun_step(i, h, t_chunk, scr, A2, Bfix, Cfix, Dv, bias, L, dcmask, lane, u_row,
+                                           dt_row, z_row, B_tiles, C_tiles, s_ul, s_dl, s_zl, HAS_D, HAS_Z, HAS_BIAS,
+                                           SOFTPLUS, B_VAR, C_VAR, NP, S, T, POLY, BLOCK_D)
+                    i += 1
             else:
-                h = _rerun_tile(h, A2, Bfix, Cfix, Dv, bias, c * CHUNK + n_full * T + (j - n_full), L, dcmask, lane,
+                for i in tl.range(0, n_full, num_stages=STAGES):
+                    h = _staged_rerun_step(i, h, t_chunk, scr, A2, Bfix, Cfix, Dv, bias, L, dcmask, lane, u_row,
+                                           dt_row, z_row, B_tiles, C_tiles, s_ul, s_dl, s_zl, HAS_D, HAS_Z, HAS_BIAS,
+                                           SOFTPLUS, B_VAR, C_VAR, NP, S, T, POLY, BLOCK_D)
+            j = n_full
+            while j < n_full + n_tail:
+                for n in tl.static_range(NJ):
+                    tl.store(scr + (j * NJ + n) * (BLOCK_D * S), h[n])
+                h = _rerun_tile(h, A2, Bfix, Cfix, Dv, bias, t_chunk + n_full * T + (j - n_full), L, dcmask, lane,
                                 u_row, dt_row, z_row, B_tiles, C_tiles, s_ul, s_dl, s_zl, HAS_D, HAS_Z, HAS_BIAS,
                                 SOFTPLUS, B_VAR, C_VAR, True, NP, S, 1, TM, POLY)
-            j += 1
-        # tiles last to first
-        j = n_full + n_tail - 1
-        while j >= 0:
-            h_start = ()
-            for n in tl.static_range(NJ):
-                h_start = h_start + (tl.load(scr + (j * NJ + n) * (BLOCK_D * S)),)
-            if j < n_full:
-                g, acc = _thread_bwd_tile(h_start, g, acc, c * CHUNK + j * T, L, dcmask, pid_b, grp, n_groups, dim,
-                                          u_row, dt_row, z_row, dout_row, grad_row, du_ptr, ddelta_ptr, dz_ptr,
-                                          dB_ptr, dC_ptr, A2, Bfix, Cfix, Dv, bias, B_tiles, C_tiles,
-                                          s_ul, s_dl, s_zl, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR, C_VAR, False,
-                                          NP, T, TM, part_blk, c_part, BC_DOT, POLY, INTERP, DOT_COLS, lane, S)
-            else:
-                g, acc = _thread_bwd_tile(h_start, g, acc, c * CHUNK + n_full * T + (j - n_full), L, dcmask, pid_b,
+                j += 1
+            tl.debug_barrier()  # the parked states, stored lane by lane, before copies that may cross lanes
+            j = n_full + n_tail - 1
+            while j >= n_full:
+                h_start = ()
+                for n in tl.static_range(NJ):
+                    h_start = h_start + (tl.load(scr + (j * NJ + n) * (BLOCK_D * S)),)
+                g, acc = _thread_bwd_tile(h_start, g, acc, t_chunk + n_full * T + (j - n_full), L, dcmask, pid_b,
                                           grp, n_groups, dim, u_row, dt_row, z_row, dout_row, grad_row, du_ptr,
                                           ddelta_ptr, dz_ptr, dB_ptr, dC_ptr, A2, Bfix, Cfix, Dv, bias, B_tiles,
                                           C_tiles, s_ul, s_dl, s_zl, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR,
                                           C_VAR, True, NP, 1, TM, part_blk, c_part, BC_DOT, POLY, INTERP,
                                           DOT_COLS, lane, S)
-            j -= 1
+                j -= 1
+            if INTERP:
+                i = 0
+                while i < n_full:
+                    g, acc = _staged_bwd_step(i, g, acc, n_full, t_chunk, scr, L, dcmask, pid_b, grp, n_groups, dim,
+                                              u_row, dt_row, z_row, dout_row, grad_row, du_ptr, ddelta_ptr, dz_ptr,
+                                              dB_ptr, dC_ptr, A2, Bfix, Cfix, Dv, bias, B_tiles, C_tiles, s_ul, s_dl,
+                                              s_zl, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR, C_VAR, NP, T, part_blk,
+                                              c_part, BC_DOT, POLY, INTERP, DOT_COLS, lane, S, BLOCK_D)
+                    i += 1
+            else:
+                for i in tl.range(0, n_full, num_stages=STAGES):
+                    g, acc = _staged_bwd_step(i, g, acc, n_full, t_chunk, scr, L, dcmask, pid_b, grp, n_groups, dim,
+                                              u_row, dt_row, z_row, dout_row, grad_row, du_ptr, ddelta_ptr, dz_ptr,
+                                              dB_ptr, dC_ptr, A2, Bfix, Cfix, Dv, bias, B_tiles, C_tiles, s_ul, s_dl,
+                                              s_zl, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR, C_VAR, NP, T, part_blk,
+                                              c_part, BC_DOT, POLY, INTERP, DOT_COLS, lane, S, BLOCK_D)
+            tl.debug_barrier()  # the next chunk's re-run overwrites the slots
         c -= 1
 
     dA_acc, dBf_acc, dCf_acc, dD_acc, dbias_acc = acc

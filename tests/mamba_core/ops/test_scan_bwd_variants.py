@@ -2,7 +2,8 @@
 
 Each variant pairs the default forward with a version of the thread backward: variable dB/dC summed over a
 program's channels by a tensor-core product into per-program partials (``BC_DOT``), fp32 or bf16 B/C tiles,
-software exponentials, 2 lanes per channel, and sequence segments (a carry pass, then every segment in parallel).
+software exponentials, 2 lanes per channel, Triton-pipelined tile loops (run as plain loops here), and sequence
+segments (a carry pass, then every segment in parallel).
 Under the Triton interpreter on CPU (conftest) one SM is assumed, so a program per (batch, 32 channels) and lengths
 of a few chunks split the sequence into segments (once the 8-chunk minimum per segment is lifted); the launches are
 spied on to make sure the paths under test ran.
@@ -31,6 +32,9 @@ CASES = [
     ("thread_dot_split2", 5, "fixed", "var", torch.bfloat16, 1, 32, 41),
     ("thread_dot_split2", 4, "group", "group", torch.float32, 2, 32, 35),
     ("thread_dot_split2", 16, "var", "fixed", torch.bfloat16, 1, 32, 13),
+    ("thread_dot_stages3", 16, "var", "var", torch.float32, 1, 32, 37),
+    ("thread_dot_stages3", 5, "group", "group", torch.bfloat16, 2, 64, 41),
+    ("thread_dot_split2_stages3", 16, "var", "var", torch.bfloat16, 1, 32, 37),
 ]
 TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 2e-2}  # max |error| / max |reference gradient|
 
@@ -61,6 +65,7 @@ def test_bwd_variant_gradients_match_reference(monkeypatch, variant, dstate, b_f
     exact = variant_cfg.bc_dot and dtype == torch.float32
     assert len(bwd_spy.launches) == 1 and bwd_spy.launches[0]["BC_DOT"] == variant_cfg.bc_dot + exact
     assert bwd_spy.launches[0]["DOT_COLS"] == variant_cfg.dot_cols
+    assert bwd_spy.launches[0]["STAGES"] == variant_cfg.stages
     assert bwd_spy.launches[0]["S"] == variant_cfg.lanes and bwd_spy.launches[0]["BLOCK_D"] == 32 // variant_cfg.lanes
     # the interpreter counts one SM: a variant splits a sequence of several chunks unless told not to
     assert len(carry_spy.launches) == (0 if variant_cfg.n_seg == 1 or seqlen <= CHUNK else 1)
