@@ -543,7 +543,9 @@ class ThreadBwdVariant(NamedTuple):
 
 
 # Variants of the thread backward, each paired with the default forward as _impl "bwd_<name>"; "auto" uses
-# thread_dot. `benchmarks/scan.py --bwd-variants` times them (H100, 2026-11-26: fwd+bwd at (8, 2048, 2048, 16) bf16,
+# thread_dot_stages3 (H100, (8, 2048, 2048, 16) bf16 fwd+bwd with the pipelined forward: 3.21 ms against 3.78 for
+# thread_dot, _stages4 3.23, thread_dot_split2 4.10, _split2_stages3 3.99; (1, 65536, 2048, 16): 16.98 against 17.67).
+# `benchmarks/scan.py --bwd-variants` times them (H100, 2026-11-26: fwd+bwd at (8, 2048, 2048, 16) bf16,
 # at the then CHUNK 16: thread_dot_seg1 4.02 ms, thread_dot / _g16 / _bf16bc 5.0 (3 segments), thread_dot_poly1 5.13,
 # thread_seg 5.67, the scan backward 5.98; dropped since: 1-step tiles 6.76, software exp2 for 4 states 5.18, fp32
 # B/C with atomics and shuffles 6.54), `--sass-bwd` counts their instructions.
@@ -552,10 +554,10 @@ class ThreadBwdVariant(NamedTuple):
 # channel-step would take ~1.2 ms issue-bound at that shape against 5.7 ms measured (H100, run 7): it waits on
 # latency. Segments cost one light pass (``_thread_bwd_carry_kernel``, one exponential per element) over all but
 # the last segment. The one-product-per-tile dB/dC sums keep 2*N*T values live through the state loop (more
-# registers: the compiler recomputes exponentials); dot_cols=16 sums 16 columns at a time. thread_dot_split2 (not
-# yet timed on a GPU) is the other way to more warps: 2 lanes per channel with N/2 states each (16-channel one-warp
+# registers: the compiler recomputes exponentials); dot_cols=16 sums 16 columns at a time. thread_dot_split2 (slower,
+# above) is the other way to more warps: 2 lanes per channel with N/2 states each (16-channel one-warp
 # programs, twice as many), as the forward's thread_split2; it needs the products for variable dB/dC, so groups of
-# fewer than 16 channels run it with one lane. thread_dot_stages3/4 (not yet timed on a GPU) hide the load latency
+# fewer than 16 channels run it with one lane. thread_dot_stages3/4 (timed above) hide the load latency
 # instead, as the default forward does: the full-tile loops of the chunk re-run and of the backward walk as
 # tl.range(num_stages=3 or 4), whose loads (u, delta, z, dout, B/C blocks, the parked states) Triton issues as
 # cp.async copies to shared memory one (two) tiles ahead; offline sm_90 (`--sass-bwd`): 866.5 instructions per
@@ -585,7 +587,7 @@ IMPLS = ("auto", "thread", "thread_scan", "seq", "scan", *THREAD_VARIANTS,
 # `--bwd-sweep` for the backward). Thread
 # kernels (N states per lane) fall back to "seq" forward and "scan" backward for N > 16; the forward variants fall
 # back to "thread" on thin inputs (see above).
-KERNEL_PAIRS = {"auto": ("thread_split2_poly1_stages3", "thread_dot"), "thread": ("thread", "thread"),
+KERNEL_PAIRS = {"auto": ("thread_split2_poly1_stages3", "thread_dot_stages3"), "thread": ("thread", "thread"),
                 "thread_scan": ("thread", "scan"), "seq": ("seq", "seq"), "scan": ("scan", "scan"),
                 **{name: (name, "scan") for name in THREAD_VARIANTS}}
 KERNEL_PAIRS.update({f"bwd_{name}": (KERNEL_PAIRS["auto"][0], name) for name in THREAD_BWD_VARIANTS})
@@ -958,9 +960,10 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     Args are those of :func:`mamba_core.ops.selective_scan_ref`. Private overrides: ``_impl`` picks the kernels:
     "thread" (one lane per channel, forward and backward, see ``selective_scan_triton_thread``), "thread_scan"
     (thread forward, scan backward), "seq" (step-by-step recurrence), "scan" (``tl.associative_scan`` over
-    chunks), "auto" (the fastest pair measured: the "thread_split2_poly1_stages3" forward variant with the "thread_dot"
-    backward; thin inputs fall back to the "thread" forward, N > 16 to "seq" forward, "scan" backward) or one of the
-    other thread-forward variants in ``THREAD_VARIANTS`` (lane split, software exponentials, fp32 B/C), or
+    chunks), "auto" (the fastest pair measured: the "thread_split2_poly1_stages3" forward variant with the
+    "thread_dot_stages3" backward; thin inputs fall back to the "thread" forward, N > 16 to "seq" forward, "scan"
+    backward) or one of the other thread-forward variants in ``THREAD_VARIANTS`` (lane split, software
+    exponentials, fp32 B/C), or
     "bwd_<name>": the default forward with a thread-backward variant of ``THREAD_BWD_VARIANTS``. The
     environment variable ``MAMBA_CORE_SCAN_IMPL`` replaces "auto", e.g. to fall back to "thread_scan".
     ``_block_d`` channels per program and ``_chunk`` steps per saved state (powers of two; the scan kernels need
