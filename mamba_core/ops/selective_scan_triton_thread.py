@@ -1175,6 +1175,31 @@ def _lanes_tile(h, A2, Bfix, Cfix, Dv, bias, t0, L, dmask, lane, u_row, dt_row, 
 
 
 @triton.jit
+def _lanes_program(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, dim, group_size, dstate,
+                   s_ub, s_ud, s_db, s_dd, s_zb, s_zd, s_ob, s_od, s_Bb, s_Bg, s_Bn, s_Cb, s_Cg, s_Cn, s_Ad, s_An,
+                   HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, B_VAR: tl.constexpr, C_VAR: tl.constexpr,
+                   BLOCK_D: tl.constexpr, NJ: tl.constexpr, S: tl.constexpr):
+    """What a lanes-forward program (batch pid 0, BLOCK_D channels pid 1, S lanes each) starts from: its channels,
+    lanes and mask, the per-state parameters, bias and D, zero states, and its row pointers (u, delta, z, out and
+    the var-B/C tiles (batch, G, L/T, NP, T), zero-padded)."""
+    pid_b = tl.program_id(0)
+    pid_d = tl.program_id(1)
+    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    lane = tl.arange(0, S)
+    dmask = d < dim
+    grp = (pid_d * BLOCK_D) // group_size
+    A2, Bfix, Cfix = _lanes_state_params(A_ptr, B_ptr, C_ptr, d, dmask, lane, dstate, s_Ad, s_An, s_Bb, s_Bn,
+                                         s_Cb, s_Cn, B_VAR, C_VAR, NJ, S)
+    bias, Dv = channel_bias_and_d(bias_ptr, D_ptr, d, dmask, HAS_BIAS, HAS_D)
+    h = ()
+    for _ in tl.static_range(NJ):
+        h = h + (tl.zeros([BLOCK_D, S], dtype=tl.float32),)
+    rows = (u_ptr + pid_b * s_ub + d * s_ud, delta_ptr + pid_b * s_db + d * s_dd, z_ptr + pid_b * s_zb + d * s_zd,
+            out_ptr + pid_b * s_ob + d * s_od, B_ptr + pid_b * s_Bb + grp * s_Bg, C_ptr + pid_b * s_Cb + grp * s_Cg)
+    return d, lane, dmask, A2, Bfix, Cfix, bias, Dv, h, rows
+
+
+@triton.jit
 def _thread_lanes_fwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, states_ptr,
     dim, L, n_chunks, group_size, dstate,
@@ -1191,25 +1216,11 @@ def _thread_lanes_fwd_kernel(
     NP)."""
     NJ: tl.constexpr = NP // S
     pid_b = tl.program_id(0)
-    pid_d = tl.program_id(1)
-    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    lane = tl.arange(0, S)
-    dmask = d < dim
-    grp = (pid_d * BLOCK_D) // group_size
-
-    A2, Bfix, Cfix = _lanes_state_params(A_ptr, B_ptr, C_ptr, d, dmask, lane, dstate, s_Ad, s_An, s_Bb, s_Bn,
-                                         s_Cb, s_Cn, B_VAR, C_VAR, NJ, S)
-    bias, Dv = channel_bias_and_d(bias_ptr, D_ptr, d, dmask, HAS_BIAS, HAS_D)
-    h = ()
-    for _ in tl.static_range(NJ):
-        h = h + (tl.zeros([BLOCK_D, S], dtype=tl.float32),)
-
-    u_row = u_ptr + pid_b * s_ub + d * s_ud
-    dt_row = delta_ptr + pid_b * s_db + d * s_dd
-    z_row = z_ptr + pid_b * s_zb + d * s_zd
-    o_row = out_ptr + pid_b * s_ob + d * s_od
-    B_tiles = B_ptr + pid_b * s_Bb + grp * s_Bg  # var B/C: (batch, G, L/T, NP, T) tiles, zero-padded
-    C_tiles = C_ptr + pid_b * s_Cb + grp * s_Cg
+    d, lane, dmask, A2, Bfix, Cfix, bias, Dv, h, rows = _lanes_program(
+        u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, dim, group_size, dstate,
+        s_ub, s_ud, s_db, s_dd, s_zb, s_zd, s_ob, s_od, s_Bb, s_Bg, s_Bn, s_Cb, s_Cg, s_Cn, s_Ad, s_An,
+        HAS_D, HAS_BIAS, B_VAR, C_VAR, BLOCK_D, NJ, S)
+    u_row, dt_row, z_row, o_row, B_tiles, C_tiles = rows
     c = 0
     while c < n_chunks:
         n_full = (tl.minimum((c + 1) * CHUNK, L) - c * CHUNK) // T
@@ -1386,25 +1397,11 @@ def _thread_lanes_pf_fwd_kernel(
     NJ: tl.constexpr = NP // S
     TPC: tl.constexpr = CHUNK // T
     pid_b = tl.program_id(0)
-    pid_d = tl.program_id(1)
-    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    lane = tl.arange(0, S)
-    dmask = d < dim
-    grp = (pid_d * BLOCK_D) // group_size
-
-    A2, Bfix, Cfix = _lanes_state_params(A_ptr, B_ptr, C_ptr, d, dmask, lane, dstate, s_Ad, s_An, s_Bb, s_Bn,
-                                         s_Cb, s_Cn, B_VAR, C_VAR, NJ, S)
-    bias, Dv = channel_bias_and_d(bias_ptr, D_ptr, d, dmask, HAS_BIAS, HAS_D)
-    h = ()
-    for _ in tl.static_range(NJ):
-        h = h + (tl.zeros([BLOCK_D, S], dtype=tl.float32),)
-
-    u_row = u_ptr + pid_b * s_ub + d * s_ud
-    dt_row = delta_ptr + pid_b * s_db + d * s_dd
-    z_row = z_ptr + pid_b * s_zb + d * s_zd
-    o_row = out_ptr + pid_b * s_ob + d * s_od
-    B_tiles = B_ptr + pid_b * s_Bb + grp * s_Bg  # var B/C: (batch, G, L/T, NP, T) tiles, zero-padded
-    C_tiles = C_ptr + pid_b * s_Cb + grp * s_Cg
+    d, lane, dmask, A2, Bfix, Cfix, bias, Dv, h, rows = _lanes_program(
+        u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, dim, group_size, dstate,
+        s_ub, s_ud, s_db, s_dd, s_zb, s_zd, s_ob, s_od, s_Bb, s_Bg, s_Bn, s_Cb, s_Cg, s_Cn, s_Ad, s_An,
+        HAS_D, HAS_BIAS, B_VAR, C_VAR, BLOCK_D, NJ, S)
+    u_row, dt_row, z_row, o_row, B_tiles, C_tiles = rows
     st_rows = (pid_b * dim + d) * n_chunks * NP
     n_tiles = L // T
     last_tile = tl.maximum(n_tiles - 1, 0)
