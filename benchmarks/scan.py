@@ -217,6 +217,9 @@ def fwd_bwd_fn(inp, fn=selective_scan_triton):
     return lambda: torch.autograd.grad(call(fn, inp), leaves, dout)
 
 
+SEG_VARIANT = "thread_split2_poly1_stages3_seg"
+
+
 def segments(args):
     """Thread forward at the thin shapes for several segment counts (the default picks one from the SM count)."""
     print("thread forward, bf16, var B/C, D, z, bias, softplus: ms per segment count (default marked *)")
@@ -232,6 +235,11 @@ def segments(args):
             ms = bench_ms(lambda n_seg=n_seg, xs=xs: sst._forward(*xs, True, "thread", n_seg=n_seg), rep=20)
             cells.append(f"{n_seg}{'*' if n_seg == default else ''}: {ms:.3f}")
         print(f"({batch}, {seqlen}, {dim}, {dstate}): " + ", ".join(cells), flush=True)
+        cells = []  # the segmented pipelined lanes forward, same counts (1: its unsegmented kernel)
+        for n_seg in sorted(set(counts) | {default}):
+            ms = bench_ms(lambda n_seg=n_seg, xs=xs: sst._forward(*xs, True, SEG_VARIANT, n_seg=n_seg), rep=20)
+            cells.append(f"{n_seg}{'*' if n_seg == default else ''}: {ms:.3f}")
+        print(f"  {SEG_VARIANT}: " + ", ".join(cells), flush=True)
         del inp, xs
 
 
@@ -368,7 +376,7 @@ def variants(args):
     rows += [(impl, impl, {"_n_seg": 1}) for impl in sst.THREAD_VARIANTS
              if not args.only or impl in args.only.split(",")]
     for name, impl, kw in rows:
-        lanes, poly, f32, prefetch, stages = sst.THREAD_VARIANTS.get(impl, sst.ThreadFwdVariant(1, 0, False))
+        lanes, poly, f32, prefetch, stages, _ = sst.THREAD_VARIANTS.get(impl, sst.ThreadFwdVariant(1, 0, False))
         try:
             with torch.no_grad():
                 out, last = call(selective_scan_triton, inp, _impl=impl, return_last_state=True, **kw)
@@ -421,11 +429,16 @@ def sass(args):
                  CHUNK=sst.THREAD_CHUNK, T=8)
     kernels = [] if args.only else [("thread (default)", stt._thread_fwd_kernel, dict(LOCAL=False, BLOCK_D=32), 1,
                                      False)]
-    for impl, (lanes, poly, f32, prefetch, stages) in sst.THREAD_VARIANTS.items():
+    for impl, (lanes, poly, f32, prefetch, stages, segs) in sst.THREAD_VARIANTS.items():
         if args.only and impl not in args.only.split(","):
             continue
         extra = dict(BLOCK_D=32 // lanes, S=lanes, POLY=poly, VEC=4 if f32 else 8)
         kernel = stt._thread_lanes_fwd_kernel
+        if segs:  # its two segment passes (with one segment it runs the unsegmented kernel of its other fields)
+            for local in (True, False):
+                kernels.append((f"{impl} {'LOCAL' if local else 'full'} pass", stt._thread_lanes_seg_fwd_kernel,
+                                dict(extra, STAGES=max(1, stages), INTERP=False, LOCAL=local), lanes, f32))
+            continue
         if prefetch or stages:
             kernel, extra = stt._thread_lanes_pf_fwd_kernel, dict(extra, PREFETCH=prefetch, STAGES=max(1, stages),
                                                                   INTERP=False)

@@ -35,6 +35,7 @@ from .selective_scan_triton_thread import (
     _thread_fwd_kernel,
     _thread_lanes_fwd_kernel,
     _thread_lanes_pf_fwd_kernel,
+    _thread_lanes_seg_fwd_kernel,
 )
 
 LOG2E = math.log2(math.e)
@@ -509,6 +510,7 @@ class ThreadFwdVariant(NamedTuple):
     fp32_bc: bool  # B/C tiles in fp32
     prefetch: bool = False  # ``_thread_lanes_pf_fwd_kernel``: a tile's loads one tile ahead, into registers
     stages: int = 0  # > 1: ``_thread_lanes_pf_fwd_kernel`` with its tile loop pipelined by Triton over this many
+    segments: bool = False  # thin inputs / ``_n_seg`` > 1: sequence segments (``_thread_lanes_seg_fwd_kernel``)
 
 
 # Variants of the thread forward, each paired with the scan backward: name -> ThreadFwdVariant.
@@ -525,7 +527,8 @@ THREAD_VARIANTS = {name: ThreadFwdVariant(*v) for name, v in {
     "thread_split2": (2, 0, True), "thread_split2_poly1": (2, 1, True),
     "thread_split4": (4, 0, True), "thread_split4_poly1": (4, 1, True),
     "thread_split2_poly1_pf": (2, 1, True, True), "thread_split2_poly1_stages3": (2, 1, True, False, 3),
-    "thread_split2_poly1_stages4": (2, 1, True, False, 4)}.items()}
+    "thread_split2_poly1_stages4": (2, 1, True, False, 4),
+    "thread_split2_poly1_stages3_seg": (2, 1, True, False, 3, True)}.items()}
 THREAD_VARIANT_MIN_WARPS_PER_SM = 2
 
 
@@ -720,10 +723,10 @@ def _thread_variant_forward(impl, u, delta, A, B, C, D, z, delta_bias, delta_sof
                             num_warps=None, tile=None, n_seg=None):
     """Run a THREAD_VARIANTS forward: (out, states, chunk) as ``_forward``, or None where it does not apply (the
     caller then runs the "thread" forward)."""
-    lanes, poly, fp32_bc, prefetch, stages = THREAD_VARIANTS[impl]
+    lanes, poly, fp32_bc, prefetch, stages, segments = THREAD_VARIANTS[impl]
     batch, dim, seqlen, dstate = u.shape[0], u.shape[1], u.shape[2], A.shape[1]
     np2 = max(2, triton.next_power_of_2(dstate))
-    if dstate > MAX_THREAD_DSTATE or (n_seg or 1) > 1:
+    if dstate > MAX_THREAD_DSTATE or ((n_seg or 1) > 1 and not segments):
         return None
     lanes = min(lanes, np2)
     poly = min(poly, np2 // lanes)
@@ -732,28 +735,43 @@ def _thread_variant_forward(impl, u, delta, A, B, C, D, z, delta_bias, delta_sof
                                                      block_d or 32 // lanes, chunk, num_warps, tile, 1)
     num_warps = num_warps or max(1, block_d * lanes // 32)
     dblocks = triton.cdiv(dim, block_d)
-    if batch * dblocks * num_warps < THREAD_VARIANT_MIN_WARPS_PER_SM * _num_sms(u.device) and n_seg is None:
+    thin = batch * dblocks * num_warps < THREAD_VARIANT_MIN_WARPS_PER_SM * _num_sms(u.device)
+    if thin and n_seg is None and not segments:
         return None
     n_chunks = triton.cdiv(seqlen, chunk)
+    if segments and (thin or n_seg is not None):  # the "thread" forward's segment count, whole chunks each
+        n_seg = min(_pick_thread_config(batch, dim, seqlen, dim // n_groups, u.device, chunk=chunk, tile=tile,
+                                        n_seg=n_seg)[4], n_chunks)
+        chunks_per_seg = triton.cdiv(n_chunks, n_seg)
+        n_seg = triton.cdiv(n_chunks, chunks_per_seg)
     out = torch.empty_like(u, memory_format=torch.contiguous_format)
     states = torch.empty(batch, dim, n_chunks, np2, device=u.device, dtype=torch.float32)
     zz = z if z is not None else u
     if fp32_bc:
         Bg, Cg = (Bg.float() if b_var else Bg), (Cg.float() if c_var else Cg)
     Bt, Ct = _state_tiles(Bg, b_var, np2, tile), _state_tiles(Cg, c_var, np2, tile)
+    args = (u, delta, A, Bt, Ct, D if D is not None else A, zz, delta_bias if delta_bias is not None else A, out,
+            states)
+    strides = (*u.stride(), *delta.stride(), *zz.stride(), *out.stride(), *_tile_strides(Bt, b_var),
+               *_tile_strides(Ct, c_var), *A.stride())
+    flags = dict(HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+                 SOFTPLUS=bool(delta_softplus), B_VAR=b_var, C_VAR=c_var, BLOCK_D=block_d, NP=np2, CHUNK=chunk,
+                 T=tile, S=lanes, POLY=poly,
+                 VEC=16 // max(Bt.element_size() if b_var else 1, Ct.element_size() if c_var else 1),
+                 num_warps=num_warps)
+    interp = os.environ.get("TRITON_INTERPRET") == "1"
+    if segments and (n_seg or 1) > 1:
+        seg_h = torch.empty(batch, n_seg, dim, np2, device=u.device, dtype=torch.float32)
+        seg_dt = torch.empty(batch, n_seg, dim, device=u.device, dtype=torch.float32)
+        sizes = (dim, seqlen, n_chunks, chunks_per_seg, n_seg, dim // n_groups, dstate)
+        for local, programs in ((True, n_seg - 1), (False, n_seg)):
+            _thread_lanes_seg_fwd_kernel[(batch, dblocks, programs)](
+                *args, seg_h, seg_dt, *sizes, *strides, LOCAL=local, STAGES=max(1, stages), INTERP=interp, **flags)
+        return out, states, chunk
     kernel, extra = _thread_lanes_fwd_kernel, {}
     if prefetch or stages:
-        kernel, extra = _thread_lanes_pf_fwd_kernel, dict(PREFETCH=prefetch, STAGES=max(1, stages),
-                                                          INTERP=os.environ.get("TRITON_INTERPRET") == "1")
-    kernel[(batch, dblocks)](
-        u, delta, A, Bt, Ct, D if D is not None else A, zz, delta_bias if delta_bias is not None else A, out,
-        states, dim, seqlen, n_chunks, dim // n_groups, dstate,
-        *u.stride(), *delta.stride(), *zz.stride(), *out.stride(), *_tile_strides(Bt, b_var),
-        *_tile_strides(Ct, c_var), *A.stride(),
-        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
-        B_VAR=b_var, C_VAR=c_var, BLOCK_D=block_d, NP=np2, CHUNK=chunk, T=tile, S=lanes, POLY=poly,
-        VEC=16 // max(Bt.element_size() if b_var else 1, Ct.element_size() if c_var else 1), num_warps=num_warps,
-        **extra)
+        kernel, extra = _thread_lanes_pf_fwd_kernel, dict(PREFETCH=prefetch, STAGES=max(1, stages), INTERP=interp)
+    kernel[(batch, dblocks)](*args, dim, seqlen, n_chunks, dim // n_groups, dstate, *strides, **flags, **extra)
     return out, states, chunk
 
 

@@ -1431,3 +1431,114 @@ def _thread_lanes_pf_fwd_kernel(
         t0 += 1
     if L % CHUNK != 0:  # the last chunk ends inside a tile or after the last full one
         _lanes_store_state(h, states_ptr, st_rows, n_chunks - 1, dmask, lane, NJ, NP)
+
+
+@triton.jit
+def _lanes_local_tile(h, dtsum, A2, Bfix, Cfix, bias, loads, dmask,
+                      HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, B_VAR: tl.constexpr, C_VAR: tl.constexpr,
+                      NJ: tl.constexpr, POLY: tl.constexpr, T: tl.constexpr):
+    """The LOCAL pass of a full tile: (state tuple, per-channel sum of delta) advanced over it; no y."""
+    u, dt_pre, _, Bt, Ct = loads
+    dt = dt_pre.to(tl.float32)
+    if HAS_BIAS:
+        dt = dt + bias[:, None]
+    if SOFTPLUS:
+        dt = softplus_fp32(dt)
+    dt = tl.where(dmask[:, None], dt, 0.0)
+    h, _ = _lanes_steps(h, A2, Bfix, Cfix, tl.arange(0, T), dt, dt * u.to(tl.float32), Bt, Ct, B_VAR, C_VAR, NJ,
+                        POLY, T)
+    return h, dtsum + tl.sum(dt, axis=1)
+
+
+@triton.jit
+def _lanes_seg_iteration(i, h, dtsum, A2, Bfix, Cfix, Dv, bias, dmask, lane, u_row, dt_row, z_row, o_row, B_tiles,
+                         C_tiles, states_ptr, st_rows, s_ul, s_dl, s_zl, s_ol,
+                         HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+                         B_VAR: tl.constexpr, C_VAR: tl.constexpr, LOCAL: tl.constexpr, NJ: tl.constexpr,
+                         S: tl.constexpr, NP: tl.constexpr, POLY: tl.constexpr, T: tl.constexpr, TPC: tl.constexpr,
+                         VEC: tl.constexpr, BC_BLOCK: tl.constexpr):
+    """Full tile i of ``_thread_lanes_seg_fwd_kernel``: (state tuple, delta sum); the LOCAL pass writes nothing."""
+    loads = _lanes_tile_loads(i * T, True, i, dmask, lane, u_row, dt_row, z_row, B_tiles, C_tiles, s_ul, s_dl,
+                              s_zl, HAS_Z and not LOCAL, B_VAR, C_VAR, NJ, S, T, VEC, BC_BLOCK)
+    if LOCAL:
+        h, dtsum = _lanes_local_tile(h, dtsum, A2, Bfix, Cfix, bias, loads, dmask, HAS_BIAS, SOFTPLUS, B_VAR, C_VAR,
+                                     NJ, POLY, T)
+    else:
+        h = _lanes_tile_math(h, A2, Bfix, Cfix, Dv, bias, i * T, dmask, loads, o_row, s_ol, HAS_D, HAS_Z, HAS_BIAS,
+                             SOFTPLUS, B_VAR, C_VAR, NJ, POLY, T)
+        if (i + 1) % TPC == 0:
+            _lanes_store_state(h, states_ptr, st_rows, (i + 1) // TPC - 1, dmask, lane, NJ, NP)
+    return h, dtsum
+
+
+@triton.jit
+def _thread_lanes_seg_fwd_kernel(
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, states_ptr, seg_h_ptr, seg_dt_ptr,
+    dim, L, n_chunks, chunks_per_seg, n_seg, group_size, dstate,
+    s_ub, s_ud, s_ul, s_db, s_dd, s_dl, s_zb, s_zd, s_zl, s_ob, s_od, s_ol,
+    s_Bb, s_Bg, s_Bn, s_Bl, s_Cb, s_Cg, s_Cn, s_Cl, s_Ad, s_An,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    B_VAR: tl.constexpr, C_VAR: tl.constexpr, LOCAL: tl.constexpr,
+    BLOCK_D: tl.constexpr, NP: tl.constexpr, CHUNK: tl.constexpr, T: tl.constexpr,
+    S: tl.constexpr, POLY: tl.constexpr, VEC: tl.constexpr, STAGES: tl.constexpr, INTERP: tl.constexpr,
+):
+    """``_thread_lanes_pf_fwd_kernel`` (STAGES form) on sequence segments of ``chunks_per_seg`` whole chunks
+    (program axis 2), with ``_thread_fwd_kernel``'s two passes: LOCAL (segments 0 .. n_seg-2) runs the segment from
+    a zero state and writes its end state to ``seg_h`` (batch, n_seg, dim, NP) and its delta sum to ``seg_dt``
+    (batch, n_seg, dim); the full pass starts each segment from the earlier ones folded as
+    h <- h_local[s] + exp(A sum(delta)[s]) h and writes y and its chunk-end states. Only the last segment holds
+    the sequence's partial tile and chunk."""
+    NJ: tl.constexpr = NP // S
+    TPC: tl.constexpr = CHUNK // T
+    pid_b = tl.program_id(0)
+    seg = tl.program_id(2)
+    d, lane, dmask, A2, Bfix, Cfix, bias, Dv, h, rows = _lanes_program(
+        u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, dim, group_size, dstate,
+        s_ub, s_ud, s_db, s_dd, s_zb, s_zd, s_ob, s_od, s_Bb, s_Bg, s_Bn, s_Cb, s_Cg, s_Cn, s_Ad, s_An,
+        HAS_D, HAS_BIAS, B_VAR, C_VAR, BLOCK_D, NJ, S)
+    u_row, dt_row, z_row, o_row, B_tiles, C_tiles = rows
+    seg_rows = (pid_b * n_seg * dim + d) * NP  # + s * dim * NP + state
+    if not LOCAL:
+        s = 0
+        while s < seg:
+            dts = tl.load(seg_dt_ptr + (pid_b * n_seg + s) * dim + d, mask=dmask, other=0.0)[:, None]
+            hn = ()
+            for jj in tl.static_range(NJ):
+                hl = tl.load(seg_h_ptr + seg_rows[:, None] + s * dim * NP + lane[None, :] * NJ + jj,
+                             mask=dmask[:, None], other=0.0)
+                hn = hn + (hl + tl.exp2(dts * A2[jj]) * h[jj],)
+            h = hn
+            s += 1
+    dtsum = tl.zeros([BLOCK_D], dtype=tl.float32)
+    st_rows = (pid_b * dim + d) * n_chunks * NP
+    n_tiles = L // T
+    i0 = seg * chunks_per_seg * TPC
+    i1 = tl.minimum(i0 + chunks_per_seg * TPC, n_tiles)
+    if STAGES > 1 and not INTERP:
+        for i in tl.range(i0, i1, num_stages=STAGES):
+            h, dtsum = _lanes_seg_iteration(i, h, dtsum, A2, Bfix, Cfix, Dv, bias, dmask, lane, u_row, dt_row, z_row,
+                                            o_row, B_tiles, C_tiles, states_ptr, st_rows, s_ul, s_dl, s_zl, s_ol,
+                                            HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR, C_VAR, LOCAL, NJ, S, NP, POLY,
+                                            T, TPC, VEC, True)
+    else:
+        i = i0
+        while i < i1:
+            h, dtsum = _lanes_seg_iteration(i, h, dtsum, A2, Bfix, Cfix, Dv, bias, dmask, lane, u_row, dt_row, z_row,
+                                            o_row, B_tiles, C_tiles, states_ptr, st_rows, s_ul, s_dl, s_zl, s_ol,
+                                            HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR, C_VAR, LOCAL, NJ, S, NP, POLY,
+                                            T, TPC, VEC, STAGES > 1)
+            i += 1
+    if LOCAL:
+        for jj in tl.static_range(NJ):
+            tl.store(seg_h_ptr + seg_rows[:, None] + seg * dim * NP + lane[None, :] * NJ + jj, h[jj],
+                     mask=dmask[:, None])
+        tl.store(seg_dt_ptr + (pid_b * n_seg + seg) * dim + d, dtsum, mask=dmask)
+    elif seg == n_seg - 1:
+        t0 = n_tiles * T
+        while t0 < L:
+            h = _lanes_tile(h, A2, Bfix, Cfix, Dv, bias, t0, L, dmask, lane, u_row, dt_row, z_row, o_row, B_tiles,
+                            C_tiles, s_ul, s_dl, s_zl, s_ol, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR, C_VAR, True,
+                            NJ, S, POLY, 1, T, VEC)
+            t0 += 1
+        if L % CHUNK != 0:
+            _lanes_store_state(h, states_ptr, st_rows, n_chunks - 1, dmask, lane, NJ, NP)

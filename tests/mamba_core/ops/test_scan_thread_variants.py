@@ -78,6 +78,7 @@ VARIANT_CASES = [
     ("thread_split2_poly1_pf", 16, 6, "var", "fixed", 1, 8),
     ("thread_split2_poly1_stages4", 3, 37, "group", "group", 2, 8),
     ("thread_split2_poly1_stages3", 16, 21, "var", "fixed", 1, 2),
+    ("thread_split2_poly1_stages3_seg", 16, 37, "var", "var", 1, 8),  # enough warps: no segments
 ]
 
 
@@ -135,3 +136,46 @@ def test_fallbacks_to_thread_forward(lanes_spy):
     wide = make_inputs(1, 2, 20, 20, "var", "fixed", seed=7)
     check_against_reference(wide, 1e-5, 1e-5, _impl="thread_poly4", _chunk=16)
     assert lanes_spy.launches == []
+
+
+@pytest.fixture
+def seg_spy(monkeypatch):
+    """Records the launches of the segmented lanes forward (its LOCAL pass, then its full pass)."""
+    spy = LaunchSpy(sst._thread_lanes_seg_fwd_kernel)
+    monkeypatch.setattr(sst, "_thread_lanes_seg_fwd_kernel", spy)
+    return spy
+
+
+SEG_CASES = [
+    # dstate, seqlen, b_form, c_form, groups, n_seg (None: thin input, the "thread" rule's count), dtype
+    (16, 45, "var", "var", 1, 2, torch.float32),
+    (5, 40, "group", "group", 2, 3, torch.float32),
+    (16, 37, "var", "fixed", 1, None, torch.float32),
+    (16, 37, "var", "var", 1, 2, torch.bfloat16),
+]
+
+
+@pytest.mark.parametrize("dstate, seqlen, b_form, c_form, groups, n_seg, dtype", SEG_CASES)
+def test_segmented_variant_matches_reference(dstate, seqlen, b_form, c_form, groups, n_seg, dtype, seg_spy,
+                                             lanes_spy):
+    # Output, last state and gradients (the scan backward reads the chunk-end states); with dim 2 and
+    # _block_d=2 a single one-warp program is thin for the interpreter's 1 SM, so segments come unasked.
+    tol, grad_tol = (1e-5, 1e-5) if dtype == torch.float32 else (2e-2, 3e-2)
+    inputs = make_inputs(1, 2, seqlen, dstate, b_form, c_form, groups=groups, dtype=dtype, seed=seqlen)
+    check_against_reference(inputs, tol, grad_tol, _impl="thread_split2_poly1_stages3_seg", _chunk=16,
+                            _block_d=2, _n_seg=n_seg)
+    assert lanes_spy.launches == []
+    assert [launch["LOCAL"] for launch in seg_spy.launches] == [True, False]
+
+
+def test_segmented_chunk_states_match_unsegmented():
+    # The chunk-end states the backward reads, per segment count, against the unsegmented pipelined forward.
+    inputs = make_inputs(1, 2, 75, 16, "var", "var", seed=9)
+    args = [None if inputs[k] is None else inputs[k].detach() for k in ARG_NAMES]
+    kw = dict(chunk=16, block_d=2, tile=8)
+    with torch.no_grad():
+        out1, states1, _ = sst._forward(*args, True, impl="thread_split2_poly1_stages3", n_seg=None, **kw)
+        for n_seg in (2, 3):
+            out, states, _ = sst._forward(*args, True, impl="thread_split2_poly1_stages3_seg", n_seg=n_seg, **kw)
+            assert_close_scaled(out, out1, 1e-5, "out")
+            assert_close_scaled(states, states1, 1e-5, "states")
