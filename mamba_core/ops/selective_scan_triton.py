@@ -517,8 +517,10 @@ class ThreadFwdVariant(NamedTuple):
 # "auto" uses thread_split2_poly1_stages3 (see KERNEL_PAIRS); ``benchmarks/scan.py --variants`` times them. They run
 # the whole sequence in one program per (batch, 32/S channels); with fewer than THREAD_VARIANT_MIN_WARPS_PER_SM
 # warps per SM, an explicit ``_n_seg`` > 1 or N > 16 they fall back to the "thread" forward (which splits the
-# sequence). fp32 B/C tiles: the re-laid copy is made anyway and is small (batch*N*L), and in sm_90 SASS the
-# per-lane bf16 -> fp32 unpacking of the broadcast B/C rows is 420 of the 1553 instructions of an 8-step tile.
+# sequence), except that a ``segments`` variant (thread_split2_poly1_stages3_seg) splits it itself, into the "thread"
+# forward's segment count (``_pick_thread_config``; N <= 16 still). fp32 B/C tiles: the re-laid copy is made anyway
+# and is small (batch*N*L), and in sm_90 SASS the per-lane bf16 -> fp32 unpacking of the broadcast B/C rows is 420
+# of the 1553 instructions of an 8-step tile.
 # The _pf / _stages3 / _stages4 forms of thread_split2_poly1 aim to hide load latency (~2 warps per SM scheduler
 # at (8, 2048, 2048, 16)): see ``_thread_lanes_pf_fwd_kernel``.
 THREAD_VARIANTS = {name: ThreadFwdVariant(*v) for name, v in {
