@@ -221,7 +221,8 @@ SEG_VARIANT = "thread_split2_poly1_stages3_seg"
 
 
 def segments(args):
-    """Thread forward at the thin shapes for several segment counts (the default picks one from the SM count)."""
+    """Thread forward at the thin shapes for several segment counts (the default picks one from the SM count), then
+    the segmented pipelined lanes forward (SEG_VARIANT) at the same counts."""
     print("thread forward, bf16, var B/C, D, z, bias, softplus: ms per segment count (default marked *)")
     shapes = [((1, 40, 8, 16), (1, 2, 4))] if SMOKE else [
         ((1, 65536, 2048, 16), (1, 4, 8, 16, 32)), ((1, 1048576, 256, 16), (8, 32, 64, 128, 256, 512)),
@@ -239,7 +240,7 @@ def segments(args):
         for n_seg in sorted(set(counts) | {default}):
             ms = bench_ms(lambda n_seg=n_seg, xs=xs: sst._forward(*xs, True, SEG_VARIANT, n_seg=n_seg), rep=20)
             cells.append(f"{n_seg}{'*' if n_seg == default else ''}: {ms:.3f}")
-        print(f"  {SEG_VARIANT}: " + ", ".join(cells), flush=True)
+        print(f"  {SEG_VARIANT} (auto: the * count below 2 warps per SM, else 1): " + ", ".join(cells), flush=True)
         del inp, xs
 
 
