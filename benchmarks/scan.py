@@ -6,7 +6,8 @@
 --check   forward and every gradient vs the fp32 loop reference on a grid of shapes/options, with mamba_ssm's
           tolerances (tests/ops/test_selective_scan.py): fp32 rtol 6e-4 atol 2e-3, fp16 3e-3/5e-3, bf16 3e-2/5e-2,
           weights 1e-3 (raised to the input tolerance with z), per-gradient multipliers as upstream.
---segments  the thread forward at the thin shapes for several sequence-segment counts (default marked).
+--segments  the thread forward at the thin shapes for several sequence-segment counts (default marked), then the
+            segmented pipelined lanes forward (thread_split2_poly1_stages3_seg) at the same counts.
 --bench   the table: bf16, z, softplus, delta_bias, D, input-dependent B/C (batch, N, L).
 --decode  selective_state_update per step for batch 1..64, and time per token along a 4096-token decode.
 --variants  every opt-in thread-forward variant (sst.THREAD_VARIANTS: lanes per channel, software exponentials,
