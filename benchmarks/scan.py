@@ -41,12 +41,13 @@ import triton.language as tl
 
 import mamba_core.ops.selective_scan_triton as sst
 from mamba_core.ops import selective_scan_chunked, selective_scan_ref, selective_state_update_ref
+from mamba_core.ops.checks import triton_interpreting
 from mamba_core.ops.selective_scan_triton import selective_scan_triton
 from mamba_core.ops.selective_state_update_triton import selective_state_update_triton
 
 HBM_BYTES_PER_S = 3.0e12
 # --smoke: every section at toy sizes on CPU under the Triton interpreter, to catch script bugs before GPU time.
-SMOKE = os.environ.get("TRITON_INTERPRET") == "1"
+SMOKE = triton_interpreting()
 DEV = "cpu" if SMOKE else "cuda"
 ARGS = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
 
@@ -421,12 +422,8 @@ def _hot_loop_counts(sass_text):
 
 def sass(args):
     """Offline sm_90 compile of the thread forwards (no GPU): registers, spills, hot-loop instruction mix."""
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-
     from mamba_core.ops import selective_scan_triton_thread as stt
 
-    tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
     flags = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, B_VAR=True, C_VAR=True, NP=16,
                  CHUNK=sst.THREAD_CHUNK, T=8)
     kernels = [] if args.only else [("thread (default)", stt._thread_fwd_kernel, dict(LOCAL=False, BLOCK_D=32), 1,
@@ -453,29 +450,9 @@ def sass(args):
     print("|---|---|---|" + "---|" * (len(keys) + 2))
     with __import__("tempfile").TemporaryDirectory() as tmp:
         for name, kernel, extra, lanes, f32 in kernels:
-            sig, consts, attrs = {}, {}, {}
-            for i, arg in enumerate(kernel.arg_names):
-                if arg in flags or arg in extra:
-                    sig[arg], consts[arg] = "constexpr", extra.get(arg, flags.get(arg))
-                elif arg in ("s_ul", "s_dl", "s_zl", "s_ol", "s_An"):
-                    sig[arg], consts[arg] = "constexpr", 1
-                elif arg.endswith("_ptr"):
-                    base = arg.split("_")[0]
-                    half = base in ("u", "delta", "z", "out") or (base in ("B", "C") and not f32)
-                    sig[arg] = "*bf16" if half else "*fp32"
-                    attrs[(i,)] = [["tt.divisibility", 16]]
-                else:
-                    sig[arg] = "i32"
-                    if arg not in ("dstate", "n_seg", "chunks_per_seg", "n_chunks"):
-                        attrs[(i,)] = [["tt.divisibility", 16]]
-            compiled = triton.compile(ASTSource(fn=kernel, signature=sig, constexprs=consts, attrs=attrs),
-                                      target=GPUTarget("cuda", 90, 32), options=dict(num_warps=1))
-            path = os.path.join(tmp, "k.cubin")
-            with open(path, "wb") as f:
-                f.write(compiled.asm["cubin"])
-            res = subprocess.run([tool, "-res-usage", path], capture_output=True, text=True).stdout
-            regs, stack, local = (re.search(rf"{k}:(\d+)", res).group(1) for k in ("REG", "STACK", "LOCAL"))
-            ops = _hot_loop_counts(subprocess.run([tool, "-sass", path], capture_output=True, text=True).stdout)
+            consts = {k: v for k, v in dict(flags, **extra).items() if k in kernel.arg_names}
+            regs, stack, local, sass_text = _cubin_usage(_compile_sm90(kernel, consts, f32, 1, tmp))
+            ops = _hot_loop_counts(sass_text)
             shown = collections.Counter(ops)
             for op, count in ops.items():
                 if op.split(".")[0] in ("LDG", "LDS", "LDGSTS", "STG"):
@@ -579,7 +556,7 @@ def bwd_sweep(args):
 
 def _compile_sm90(kernel, consts, f32_bc, num_warps, tmp):
     """Offline sm_90 cubin of a scan kernel: bf16 sequence tensors (and B/C unless ``f32_bc``), unit time strides,
-    16-divisible pointers and sizes; returns the cubin's path."""
+    16-divisible pointers and sizes (not the counts: dstate, chunks, segments); returns the cubin's path."""
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
@@ -596,7 +573,7 @@ def _compile_sm90(kernel, consts, f32_bc, num_warps, tmp):
             attrs[(i,)] = [["tt.divisibility", 16]]
         else:
             sig[arg] = "i32"
-            if arg not in ("dstate", "n_chunks", "c_part"):
+            if arg not in ("dstate", "n_chunks", "n_seg", "chunks_per_seg", "c_part"):
                 attrs[(i,)] = [["tt.divisibility", 16]]
     compiled = triton.compile(ASTSource(fn=kernel, signature=sig, constexprs=cx, attrs=attrs),
                               target=GPUTarget("cuda", 90, 32), options=dict(num_warps=num_warps))
@@ -604,6 +581,14 @@ def _compile_sm90(kernel, consts, f32_bc, num_warps, tmp):
     with open(path, "wb") as f:
         f.write(compiled.asm["cubin"])
     return path
+
+
+def _cubin_usage(path):
+    """(registers, stack bytes, local bytes, SASS text) of a cubin, from the cuobjdump in Triton's NVIDIA backend."""
+    tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+    res = subprocess.run([tool, "-res-usage", path], capture_output=True, text=True).stdout
+    regs, stack, local = (re.search(rf"{k}:(\d+)", res).group(1) for k in ("REG", "STACK", "LOCAL"))
+    return regs, stack, local, subprocess.run([tool, "-sass", path], capture_output=True, text=True).stdout
 
 
 def _hot_path_counts(sass_text):
@@ -640,7 +625,6 @@ def sass_bwd(args):
     """Offline sm_90 compile of the backward kernels (no GPU): registers, spills, hot-path instruction mix."""
     from mamba_core.ops import selective_scan_triton_thread as stt
 
-    tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
     flags = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, B_VAR=True, C_VAR=True, NP=16, CHUNK=16)
     # (name, kernel, constexprs, fp32 B/C, num_warps, channel-steps per thread on the hot path)
     block_d, _, warps = sst._pick_config("scan", 8, 2048, 2048, 16, 2048, torch.device("cpu"), chunk=16,
@@ -674,10 +658,8 @@ def sass_bwd(args):
     with __import__("tempfile").TemporaryDirectory() as tmp:
         for name, kernel, extra, f32, num_warps, steps in kernels:
             consts = {k: v for k, v in dict(flags, **extra).items() if k in kernel.arg_names}
-            path = _compile_sm90(kernel, consts, f32, num_warps, tmp)
-            res = subprocess.run([tool, "-res-usage", path], capture_output=True, text=True).stdout
-            regs, stack, local = (re.search(rf"{k}:(\d+)", res).group(1) for k in ("REG", "STACK", "LOCAL"))
-            ops = _hot_path_counts(subprocess.run([tool, "-sass", path], capture_output=True, text=True).stdout)
+            regs, stack, local, sass_text = _cubin_usage(_compile_sm90(kernel, consts, f32, num_warps, tmp))
+            ops = _hot_path_counts(sass_text)
             merged = collections.Counter()
             for op, count in ops.items():
                 base = op.split(".")[0]

@@ -104,10 +104,15 @@ def check_state_update_inputs(state, x, dt, A, B, C, D=None, z=None, dt_bias=Non
     return batch, dim, dstate
 
 
+def triton_interpreting() -> bool:
+    """Whether Triton runs kernels in its CPU interpreter (TRITON_INTERPRET=1)."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
 def check_triton_tensors(named: dict, op: str, dtypes=None) -> None:
     """Tensors a Triton kernel can take: on CUDA (or on the CPU under TRITON_INTERPRET=1), all on one device, and,
     for the names in ``dtypes`` (all when None), of a kernel dtype (fp32, fp16, bf16). ``op`` names the operator."""
-    interpret = os.environ.get("TRITON_INTERPRET", "0") == "1"
+    interpret = triton_interpreting()
     present = {name: t for name, t in named.items() if t is not None}
     for name, t in present.items():
         if not isinstance(t, torch.Tensor):

@@ -26,7 +26,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .checks import KERNEL_DTYPES, check_scan_inputs, check_triton_tensors
+from .checks import KERNEL_DTYPES, check_scan_inputs, check_triton_tensors, triton_interpreting
 from .selective_scan_triton_common import channel_bias_and_d, softplus_fp32
 from .selective_scan_triton_thread import (
     MAX_THREAD_DSTATE,
@@ -589,9 +589,8 @@ IMPLS = ("auto", "thread", "thread_scan", "seq", "scan", *THREAD_VARIANTS,
 # (forward, backward) kernels per implementation choice; "auto" pairs the fastest of each (benchmarks/README.md,
 # H100 2026-11-26: `scan.py --variants` for the forward, where at (8, 2048, 2048, 16) bf16 thread_split2_poly1_stages3
 # took 0.405 ms, _stages4 0.402, _pf 0.468, thread_split2_poly1 0.636 and "thread" 0.935; `--bwd-variants` /
-# `--bwd-sweep` for the backward). Thread
-# kernels (N states per lane) fall back to "seq" forward and "scan" backward for N > 16; the forward variants fall
-# back to "thread" on thin inputs (see above).
+# `--bwd-sweep` for the backward). Thread kernels (N states per lane) fall back to "seq" forward and "scan" backward
+# for N > 16; the forward variants fall back to "thread" on thin inputs (see above).
 KERNEL_PAIRS = {"auto": ("thread_split2_poly1_stages3", "thread_dot_stages3"), "thread": ("thread", "thread"),
                 "thread_scan": ("thread", "scan"), "seq": ("seq", "seq"), "scan": ("scan", "scan"),
                 **{name: (name, "scan") for name in THREAD_VARIANTS}}
@@ -721,6 +720,13 @@ def _contig_last(t):
     return t if t is None or t.stride(-1) == 1 else t.contiguous()
 
 
+def _whole_chunk_segments(n_chunks, n_seg):
+    """(chunks per segment, segment count) for about ``n_seg`` segments of whole chunks (so every chunk-end state
+    is written by one program); at most one segment per chunk."""
+    chunks_per_seg = triton.cdiv(n_chunks, max(1, min(n_seg, n_chunks)))
+    return chunks_per_seg, triton.cdiv(n_chunks, chunks_per_seg)
+
+
 def _thread_variant_forward(impl, u, delta, A, B, C, D, z, delta_bias, delta_softplus, block_d=None, chunk=None,
                             num_warps=None, tile=None, n_seg=None):
     """Run a THREAD_VARIANTS forward: (out, states, chunk) as ``_forward``, or None where it does not apply (the
@@ -742,10 +748,8 @@ def _thread_variant_forward(impl, u, delta, A, B, C, D, z, delta_bias, delta_sof
         return None
     n_chunks = triton.cdiv(seqlen, chunk)
     if segments and (thin or n_seg is not None):  # the "thread" forward's segment count, whole chunks each
-        n_seg = min(_pick_thread_config(batch, dim, seqlen, dim // n_groups, u.device, chunk=chunk, tile=tile,
-                                        n_seg=n_seg)[4], n_chunks)
-        chunks_per_seg = triton.cdiv(n_chunks, n_seg)
-        n_seg = triton.cdiv(n_chunks, chunks_per_seg)
+        chunks_per_seg, n_seg = _whole_chunk_segments(n_chunks, _pick_thread_config(
+            batch, dim, seqlen, dim // n_groups, u.device, chunk=chunk, tile=tile, n_seg=n_seg)[4])
     out = torch.empty_like(u, memory_format=torch.contiguous_format)
     states = torch.empty(batch, dim, n_chunks, np2, device=u.device, dtype=torch.float32)
     zz = z if z is not None else u
@@ -761,7 +765,7 @@ def _thread_variant_forward(impl, u, delta, A, B, C, D, z, delta_bias, delta_sof
                  T=tile, S=lanes, POLY=poly,
                  VEC=16 // max(Bt.element_size() if b_var else 1, Ct.element_size() if c_var else 1),
                  num_warps=num_warps)
-    interp = os.environ.get("TRITON_INTERPRET") == "1"
+    interp = triton_interpreting()
     if segments and (n_seg or 1) > 1:
         seg_h = torch.empty(batch, n_seg, dim, np2, device=u.device, dtype=torch.float32)
         seg_dt = torch.empty(batch, n_seg, dim, device=u.device, dtype=torch.float32)
@@ -810,9 +814,7 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, impl="seq", bl
         Bg, Cg = _state_tiles(Bg, b_var, np2, tile), _state_tiles(Cg, c_var, np2, tile)
         args = args[:3] + (Bg, Cg) + args[5:]
         strides = strides[:12] + _tile_strides(Bg, b_var) + _tile_strides(Cg, c_var) + strides[20:]
-        n_seg = min(n_seg, n_chunks)
-        chunks_per_seg = triton.cdiv(n_chunks, n_seg)
-        n_seg = triton.cdiv(n_chunks, chunks_per_seg)
+        chunks_per_seg, n_seg = _whole_chunk_segments(n_chunks, n_seg)
         seg_h = torch.empty(batch, n_seg, dim, np2, device=u.device, dtype=torch.float32)
         seg_dt = torch.empty(batch, n_seg, dim, device=u.device, dtype=torch.float32)
         sizes = (dim, seqlen, n_chunks, chunks_per_seg, n_seg, dim // n_groups, dstate)
@@ -858,8 +860,7 @@ def _backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
                                              chunk, num_warps, backward=True)
     dev, f32 = u.device, torch.float32
     if impl == "thread":  # sequence segments of the thread backward: whole chunks each
-        chunks_per_seg = triton.cdiv(n_chunks, max(1, min(n_seg, n_chunks)))
-        n_seg = triton.cdiv(n_chunks, chunks_per_seg)
+        chunks_per_seg, n_seg = _whole_chunk_segments(n_chunks, n_seg)
     rows = batch * n_seg if impl == "thread" else batch  # per-channel partials: one row per (batch, segment)
     dout = dout.contiguous()
     du = torch.empty(batch, dim, seqlen, device=dev, dtype=u.dtype)
@@ -908,7 +909,7 @@ def _backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
         _thread_bwd_kernel[(*grid, n_seg)](
             u, delta, A, Bt, Ct, *inputs[5:], scratch, *grads, dim, seqlen, n_chunks, dim // n_groups, dstate,
             n_groups, *strides, parts, c_part, seg_g, seg_dt, chunks_per_seg, n_seg, T=tile, TM=tile, BC_DOT=bc_dot,
-            POLY=min(poly, np2 // lanes), INTERP=os.environ.get("TRITON_INTERPRET") == "1", DOT_COLS=dot_cols,
+            POLY=min(poly, np2 // lanes), INTERP=triton_interpreting(), DOT_COLS=dot_cols,
             S=lanes, STAGES=stages, **flags)
         if bc_dot:  # sum each group's blocks
             sums = parts.unflatten(2, (n_groups, grid[1] // n_groups)).sum(3)
@@ -983,9 +984,9 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     chunks), "auto" (the fastest pair measured: the "thread_split2_poly1_stages3" forward variant with the
     "thread_dot_stages3" backward; thin inputs fall back to the "thread" forward, N > 16 to "seq" forward, "scan"
     backward) or one of the other thread-forward variants in ``THREAD_VARIANTS`` (lane split, software
-    exponentials, fp32 B/C), or
-    "bwd_<name>": the default forward with a thread-backward variant of ``THREAD_BWD_VARIANTS``. The
-    environment variable ``MAMBA_CORE_SCAN_IMPL`` replaces "auto", e.g. to fall back to "thread_scan".
+    exponentials, fp32 B/C, pipelined loads, segments), or "bwd_<name>": the default forward with a thread-backward
+    variant of ``THREAD_BWD_VARIANTS``. The environment variable ``MAMBA_CORE_SCAN_IMPL`` replaces "auto", e.g.
+    to fall back to "thread_scan".
     ``_block_d`` channels per program and ``_chunk`` steps per saved state (powers of two; the scan kernels need
     ``_chunk`` >= 16), e.g. so that tests cover several chunks with short sequences; ``_tile`` steps per unrolled
     tile and ``_n_seg`` sequence segments of the thread forward.

@@ -1322,6 +1322,17 @@ def _lanes_tile_loads(t0, ok, tile, dmask, lane, u_row, dt_row, z_row, B_tiles, 
 
 
 @triton.jit
+def _lanes_delta(dt_pre, bias, dmask, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    """A loaded (BLOCK_D, T) delta tile as the scan uses it: fp32, + bias, softplus, 0 on masked channels."""
+    dt = dt_pre.to(tl.float32)
+    if HAS_BIAS:
+        dt = dt + bias[:, None]
+    if SOFTPLUS:
+        dt = softplus_fp32(dt)
+    return tl.where(dmask[:, None], dt, 0.0)
+
+
+@triton.jit
 def _lanes_tile_math(h, A2, Bfix, Cfix, Dv, bias, t0, dmask, loads, o_row, s_ol,
                      HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
                      B_VAR: tl.constexpr, C_VAR: tl.constexpr, NJ: tl.constexpr, POLY: tl.constexpr,
@@ -1331,12 +1342,7 @@ def _lanes_tile_math(h, A2, Bfix, Cfix, Dv, bias, t0, dmask, loads, o_row, s_ol,
     tt = tl.arange(0, T)
     m2 = tl.broadcast_to(dmask[:, None], (dmask.shape[0], T))
     u = u.to(tl.float32)
-    dt = dt_pre.to(tl.float32)
-    if HAS_BIAS:
-        dt = dt + bias[:, None]
-    if SOFTPLUS:
-        dt = softplus_fp32(dt)
-    dt = tl.where(m2, dt, 0.0)
+    dt = _lanes_delta(dt_pre, bias, dmask, HAS_BIAS, SOFTPLUS)
     h, y = _lanes_steps(h, A2, Bfix, Cfix, tt, dt, dt * u, Bt, Ct, B_VAR, C_VAR, NJ, POLY, T)
     if HAS_D:
         y += Dv[:, None] * u
@@ -1439,12 +1445,7 @@ def _lanes_local_tile(h, dtsum, A2, Bfix, Cfix, bias, loads, dmask,
                       NJ: tl.constexpr, POLY: tl.constexpr, T: tl.constexpr):
     """The LOCAL pass of a full tile: (state tuple, per-channel sum of delta) advanced over it; no y."""
     u, dt_pre, _, Bt, Ct = loads
-    dt = dt_pre.to(tl.float32)
-    if HAS_BIAS:
-        dt = dt + bias[:, None]
-    if SOFTPLUS:
-        dt = softplus_fp32(dt)
-    dt = tl.where(dmask[:, None], dt, 0.0)
+    dt = _lanes_delta(dt_pre, bias, dmask, HAS_BIAS, SOFTPLUS)
     h, _ = _lanes_steps(h, A2, Bfix, Cfix, tl.arange(0, T), dt, dt * u.to(tl.float32), Bt, Ct, B_VAR, C_VAR, NJ,
                         POLY, T)
     return h, dtsum + tl.sum(dt, axis=1)
