@@ -7,12 +7,12 @@
           tolerances (tests/ops/test_selective_scan.py): fp32 rtol 6e-4 atol 2e-3, fp16 3e-3/5e-3, bf16 3e-2/5e-2,
           weights 1e-3 (raised to the input tolerance with z), per-gradient multipliers as upstream.
 --segments  the thread forward at the thin shapes for several sequence-segment counts (default marked), then the
-            segmented pipelined lanes forward (thread_split2_poly1_stages3_seg) at the same counts.
+            segmented pipelined lanes forward ("auto"'s, thread_split2_stages3_seg) at the same counts.
 --bench   the table: bf16, z, softplus, delta_bias, D, input-dependent B/C (batch, N, L).
 --decode  selective_state_update per step for batch 1..64, and time per token along a 4096-token decode.
 --variants  every opt-in thread-forward variant (sst.THREAD_VARIANTS: lanes per channel, software exponentials,
           fp32 B/C tiles) against the default at (8, 2048, 2048, 16) bf16: forward-only and fwd+bwd ms, x floor.
---sass    no GPU needed: compiles the thread forwards for sm_90 offline and counts, per 8-step tile of the hot
+--sass    no GPU needed: compiles the thread forwards for sm_90 offline and counts, per T-step tile of the hot
           loop, MUFU.EX2 / FFMA / FMUL / FADD / shuffles / all instructions per channel and step, with registers
           and spills (cuobjdump from Triton's NVIDIA backend).
 --sass-bwd  no GPU needed: the same for the backward kernels (the scan backward of "auto", the thread backward and
@@ -22,6 +22,10 @@
           "auto": fwd+bwd and backward-only ms at (8, 2048, 2048, 16) and (1, 65536, 2048, 16) bf16, and the max
           relative error of every gradient against "auto"'s.
 --bwd-sweep  fwd+bwd ms of the thread_dot backward over forward chunks and backward segment counts (BWD_SWEEP).
+--ab      forward ms of "auto" and the --only variants (name@T: with T-step tiles), round-robin over several rounds
+          (min / median), at (8, 2048, 2048, 16) and (1, 65536, 2048, 16) bf16: for comparing kernels on one GPU
+          whose speed drifts.
+--rows I,J  --bench times only these rows of its table (0-based), e.g. --rows 3,4 for the two longest to run.
 --shard I/N  --check and --bwd-sweep run only rows I, I+N, ... (kernel-check in device_suite.sh runs 6 side by side).
 """
 
@@ -219,7 +223,7 @@ def fwd_bwd_fn(inp, fn=selective_scan_triton):
     return lambda: torch.autograd.grad(call(fn, inp), leaves, dout)
 
 
-SEG_VARIANT = "thread_split2_poly1_stages3_seg"
+SEG_VARIANT = sst.KERNEL_PAIRS["auto"][0]
 
 
 def segments(args):
@@ -257,6 +261,8 @@ def bench(args):
     print("|---|---|---|---|---|---|---|---|---|---|")
     shapes = [(8, 2048, 2048, 16), (8, 2048, 8192, 16), (1, 65536, 2048, 16), (1, 1048576, 256, 16),
               (64, 1024, 1536, 16)]
+    if args.rows:
+        shapes = [shapes[int(i)] for i in args.rows.split(",")]
     for batch, seqlen, dim, dstate in [(1, 40, 4, 16)] if SMOKE else shapes:
         mem = torch.cuda if not SMOKE else _NoMem()
         mem.empty_cache()
@@ -337,6 +343,37 @@ def decode(args):
         per_token.append(once_ms(run_window) * 1e3 / window)
     print(f"decode batch {batch}: us/token per {window}-token window along positions 0..{n_tokens}: "
           + " ".join(f"{v:.1f}" for v in per_token))
+
+
+AB_SHAPES = ((8, 2048, 2048, 16), (1, 65536, 2048, 16))
+
+
+def ab(args):
+    """Forward-only ms of "auto" and the --only forward variants, timed round-robin over AB_ROUNDS rounds (one GPU's
+    timings drift by tens of percent between runs a minute apart, which a one-shot table cannot tell from a
+    change), at AB_SHAPES bf16; prints min and median per implementation, and the GPU clocks."""
+    impls = ["auto"] + [name for name in args.only.split(",") if name]
+    shapes = [(1, 40, 8, 16)] if SMOKE else AB_SHAPES
+    for batch, seqlen, dim, dstate in shapes:
+        inp = make_inputs(batch, dim, seqlen, dstate, torch.bfloat16, requires_grad=False)
+        times = {impl: [] for impl in impls}
+        with torch.no_grad():
+            for _ in range(1 if SMOKE else AB_ROUNDS):
+                for impl in impls:
+                    name, _, tile = impl.partition("@")  # name@T: that variant with T-step tiles
+                    kw = dict(_impl=name, _tile=int(tile)) if tile else dict(_impl=name)
+                    times[impl].append(bench_ms(lambda kw=kw, inp=inp: call(selective_scan_triton, inp, **kw),
+                                                rep=30))
+        print(f"({batch}, {seqlen}, {dim}, {dstate}) fwd ms, min / median of {len(times['auto'])} rounds: "
+              + ", ".join(f"{impl} {min(t):.3f} / {sorted(t)[len(t) // 2]:.3f}" for impl, t in times.items()),
+              flush=True)
+        del inp
+    if not SMOKE:
+        print(subprocess.run(["nvidia-smi", "--query-gpu=clocks.sm,clocks.max.sm,power.draw,temperature.gpu",
+                              "--format=csv"], capture_output=True, text=True).stdout.strip())
+
+
+AB_ROUNDS = 7
 
 
 def quick(args):
@@ -432,20 +469,20 @@ def sass(args):
         if args.only and impl not in args.only.split(","):
             continue
         extra = dict(BLOCK_D=32 // lanes, S=lanes, POLY=poly, VEC=4 if f32 else 8)
-        kernel = stt._thread_lanes_fwd_kernel
-        if segs:  # its two segment passes (with one segment it runs the unsegmented kernel of its other fields)
-            for local in (True, False):
-                kernels.append((f"{impl} {'LOCAL' if local else 'full'} pass", stt._thread_lanes_seg_fwd_kernel,
-                                dict(extra, STAGES=max(1, stages), INTERP=False, LOCAL=local), lanes, f32))
+        if stages:  # the pipelined kernel's full pass, and the LOCAL pass of a segmenting variant
+            for local in (True, False) if segs else (False,):
+                kernels.append((f"{impl}{(' LOCAL' if local else ' full') + ' pass' if segs else ''}",
+                                stt._thread_lanes_seg_fwd_kernel, dict(extra, STAGES=stages, INTERP=False,
+                                                                       LOCAL=local, T=sst.PIPELINED_TILE),
+                                lanes, f32))
             continue
-        if prefetch or stages:
-            kernel, extra = stt._thread_lanes_pf_fwd_kernel, dict(extra, PREFETCH=prefetch, STAGES=max(1, stages),
-                                                                  INTERP=False)
+        kernel = stt._thread_lanes_pf_fwd_kernel if prefetch else stt._thread_lanes_fwd_kernel
         kernels.append((impl, kernel, extra, lanes, f32))
     keys = ("MUFU.EX2", "MUFU.RCP", "FFMA", "FMUL", "FADD", "FMNMX", "SHF.L.U32", "PRMT", "LDG", "LDS", "LDGSTS",
             "STG")
-    print(f"sm_90, bf16 u/delta/z, var B/C, D, z, bias, softplus, N=16, CHUNK={sst.THREAD_CHUNK}, T=8, 1 warp. Per"
-          " channel and step in the hot 8-step tile loop (thread count x S / 8; LDG/LDS/STG: vector or not):")
+    print(f"sm_90, bf16 u/delta/z, var B/C, D, z, bias, softplus, N=16, CHUNK={sst.THREAD_CHUNK}, 1 warp. Per"
+          " channel and step in the hot tile loop (thread count x S / T; T = 8, pipelined forwards"
+          f" {sst.PIPELINED_TILE}; LDG/LDS/STG: vector or not):")
     print("| kernel | regs | spill (stack/local B) | " + " | ".join(keys) + " | SHFL | all instr. |")
     print("|---|---|---|" + "---|" * (len(keys) + 2))
     with __import__("tempfile").TemporaryDirectory() as tmp:
@@ -457,7 +494,7 @@ def sass(args):
             for op, count in ops.items():
                 if op.split(".")[0] in ("LDG", "LDS", "LDGSTS", "STG"):
                     shown[op.split(".")[0]] += count if op.split(".")[0] != op else 0
-            per = lanes / 8
+            per = lanes / consts["T"]
             shfl = sum(v for k, v in ops.items() if k.startswith("SHFL"))
             print(f"| {name} | {regs} | {stack}/{local} | " + " | ".join(f"{shown[k] * per:.1f}" for k in keys)
                   + f" | {shfl * per:.1f} | {sum(ops.values()) * per:.1f} |", flush=True)
@@ -674,11 +711,13 @@ def sass_bwd(args):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     for flag in ("check", "segments", "bench", "decode", "quick", "variants", "sass", "sass-bwd",
-                 "bwd-variants", "bwd-sweep"):
+                 "bwd-variants", "bwd-sweep", "ab"):
         p.add_argument(f"--{flag}", action="store_true")
     p.add_argument("--only", default="", metavar="NAMES",
                    help="--sass, --variants: only these THREAD_VARIANTS; --bwd-variants: only these "
                         "THREAD_BWD_VARIANTS (comma-separated)")
+    p.add_argument("--rows", default="", metavar="I,J",
+                   help="--bench: only these rows of its table (0-based, comma-separated; default all five)")
     p.add_argument("--shard", default="0/1", metavar="I/N",
                    help="--check runs rows I, I+N, I+2N, ... (N processes side by side share the compile time)")
     args = p.parse_args()
@@ -695,7 +734,7 @@ def main():
     failures = 0
     for flag, fn in (("quick", quick), ("check", check), ("segments", segments), ("bench", bench),
                      ("decode", decode), ("variants", variants), ("sass", sass), ("sass_bwd", sass_bwd),
-                     ("bwd_variants", bwd_variants), ("bwd_sweep", bwd_sweep)):
+                     ("bwd_variants", bwd_variants), ("bwd_sweep", bwd_sweep), ("ab", ab)):
         if getattr(args, flag):
             t0 = time.time()
             try:
