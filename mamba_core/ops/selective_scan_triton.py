@@ -503,26 +503,31 @@ def _num_sms(device: torch.device) -> int:
 
 
 class ThreadFwdVariant(NamedTuple):
-    """An opt-in configuration of the lanes thread forward (``_thread_lanes_fwd_kernel``)."""
+    """A configuration of the lanes thread forward (``_thread_lanes_fwd_kernel`` and its latency-hiding forms)."""
 
     lanes: int  # S lanes per channel
     poly: int  # states of a lane's NP/S whose exponential runs on the FMA pipe (``_exp2_fma``)
     fp32_bc: bool  # B/C tiles in fp32
     prefetch: bool = False  # ``_thread_lanes_pf_fwd_kernel``: a tile's loads one tile ahead, into registers
-    stages: int = 0  # > 1: ``_thread_lanes_pf_fwd_kernel`` with its tile loop pipelined by Triton over this many
+    stages: int = 0  # > 1: ``_thread_lanes_seg_fwd_kernel``, its tile loop pipelined by Triton over this many
     segments: bool = False  # thin inputs / ``_n_seg`` > 1: sequence segments (``_thread_lanes_seg_fwd_kernel``)
 
 
 # Variants of the thread forward, each paired with the scan backward: name -> ThreadFwdVariant.
-# "auto" uses thread_split2_poly1_stages3 (see KERNEL_PAIRS); ``benchmarks/scan.py --variants`` times them. They run
-# the whole sequence in one program per (batch, 32/S channels); with fewer than THREAD_VARIANT_MIN_WARPS_PER_SM
-# warps per SM, an explicit ``_n_seg`` > 1 or N > 16 they fall back to the "thread" forward (which splits the
-# sequence), except that a ``segments`` variant (thread_split2_poly1_stages3_seg) splits it itself, into the "thread"
+# "auto" uses thread_split2_stages3_seg (see KERNEL_PAIRS); ``benchmarks/scan.py --variants`` / ``--ab`` time them.
+# They run the whole sequence in one program per (batch, 32/S channels); with fewer than
+# THREAD_VARIANT_MIN_WARPS_PER_SM warps per SM, an explicit ``_n_seg`` > 1 or N > 16 they fall back to the "thread"
+# forward (which splits the sequence), except that a ``segments`` variant splits it itself, into the "thread"
 # forward's segment count (``_pick_thread_config``; N <= 16 still). fp32 B/C tiles: the re-laid copy is made anyway
 # and is small (batch*N*L), and in sm_90 SASS the per-lane bf16 -> fp32 unpacking of the broadcast B/C rows is 420
 # of the 1553 instructions of an 8-step tile.
-# The _pf / _stages3 / _stages4 forms of thread_split2_poly1 aim to hide load latency (~2 warps per SM scheduler
-# at (8, 2048, 2048, 16)): see ``_thread_lanes_pf_fwd_kernel``.
+# The _pf / _stages3 / _stages4 forms hide load latency (~2 warps per SM scheduler at (8, 2048, 2048, 16)): see
+# ``_thread_lanes_pf_fwd_kernel`` and ``_thread_lanes_seg_fwd_kernel``. H100, bf16, (8, 2048, 2048, 16) forward
+# (`scan.py --ab`, round-robin; run 10 in benchmarks/README.md) at 8-step tiles: thread_split2_stages3_seg 0.318 ms,
+# thread_split2_poly1_stages3(_seg) 0.325, poly2 0.332, 4 lanes per channel 0.384, 2 channels per lane (one warp per
+# SM scheduler) 0.409; with the accurate softplus/SiLU (MAMBA_CORE_SCAN_EXACT_MATH=1) 0.330 / 0.339; then 16-step tiles
+# (PIPELINED_TILE) 0.290. On thin inputs the segmented form beats the "thread" fallback: (1, 65536, 2048, 16) 1.88
+# against 2.65 ms, (1, 1048576, 256, 16) 4.4 against 5.7 (H200).
 THREAD_VARIANTS = {name: ThreadFwdVariant(*v) for name, v in {
     "thread_lanes1_bf16bc": (1, 0, False), "thread_lanes1": (1, 0, True),
     "thread_poly1": (1, 1, True), "thread_poly4": (1, 4, True),
@@ -530,8 +535,14 @@ THREAD_VARIANTS = {name: ThreadFwdVariant(*v) for name, v in {
     "thread_split4": (4, 0, True), "thread_split4_poly1": (4, 1, True),
     "thread_split2_poly1_pf": (2, 1, True, True), "thread_split2_poly1_stages3": (2, 1, True, False, 3),
     "thread_split2_poly1_stages4": (2, 1, True, False, 4),
-    "thread_split2_poly1_stages3_seg": (2, 1, True, False, 3, True)}.items()}
+    "thread_split2_poly1_stages3_seg": (2, 1, True, False, 3, True),
+    "thread_split2_stages3_seg": (2, 0, True, False, 3, True)}.items()}
 THREAD_VARIANT_MIN_WARPS_PER_SM = 2
+# Steps per unrolled tile of the pipelined forwards (``stages``): 16, for fewer tile starts (each waits on a softplus
+# and exponential chain before its recurrence can run). H100, bf16 forward: (8, 2048, 2048, 16) 0.290 ms against
+# 0.312 at 8 steps, (1, 65536, 2048, 16) 1.68 against 1.87 (`scan.py --ab`); 128 registers, 146 sm_90 instructions
+# per channel-step against 154.5. 32 steps spill.
+PIPELINED_TILE = 16
 
 
 class ThreadBwdVariant(NamedTuple):
@@ -587,11 +598,10 @@ THREAD_BWD_MIN_SEG_CHUNKS = 8
 IMPLS = ("auto", "thread", "thread_scan", "seq", "scan", *THREAD_VARIANTS,
          *(f"bwd_{name}" for name in THREAD_BWD_VARIANTS))
 # (forward, backward) kernels per implementation choice; "auto" pairs the fastest of each (benchmarks/README.md,
-# H100 2026-11-26: `scan.py --variants` for the forward, where at (8, 2048, 2048, 16) bf16 thread_split2_poly1_stages3
-# took 0.405 ms, _stages4 0.402, _pf 0.468, thread_split2_poly1 0.636 and "thread" 0.935; `--bwd-variants` /
-# `--bwd-sweep` for the backward). Thread kernels (N states per lane) fall back to "seq" forward and "scan" backward
-# for N > 16; the forward variants fall back to "thread" on thin inputs (see above).
-KERNEL_PAIRS = {"auto": ("thread_split2_poly1_stages3", "thread_dot_stages3"), "thread": ("thread", "thread"),
+# H100 2026-11-26: `scan.py --ab` / `--variants` for the forward (see above; before: thread_split2_poly1_stages3
+# 0.342 ms in `--bench`, _pf 0.468, thread_split2_poly1 0.636, "thread" 0.935); `--bwd-variants` / `--bwd-sweep` for
+# the backward). Thread kernels (N states per lane) fall back to "seq" forward and "scan" backward for N > 16.
+KERNEL_PAIRS = {"auto": ("thread_split2_stages3_seg", "thread_dot_stages3"), "thread": ("thread", "thread"),
                 "thread_scan": ("thread", "scan"), "seq": ("seq", "seq"), "scan": ("scan", "scan"),
                 **{name: (name, "scan") for name in THREAD_VARIANTS}}
 KERNEL_PAIRS.update({f"bwd_{name}": (KERNEL_PAIRS["auto"][0], name) for name in THREAD_BWD_VARIANTS})
@@ -740,7 +750,8 @@ def _thread_variant_forward(impl, u, delta, A, B, C, D, z, delta_bias, delta_sof
     poly = min(poly, np2 // lanes)
     Bg, b_var, Cg, c_var, n_groups = _grouped_bc(B, C)
     block_d, chunk, _, tile, _ = _pick_thread_config(batch, dim, seqlen, dim // n_groups, u.device,
-                                                     block_d or 32 // lanes, chunk, num_warps, tile, 1)
+                                                     block_d or 32 // lanes, chunk, num_warps,
+                                                     tile or (PIPELINED_TILE if stages else None), 1)
     num_warps = num_warps or max(1, block_d * lanes // 32)
     dblocks = triton.cdiv(dim, block_d)
     thin = batch * dblocks * num_warps < THREAD_VARIANT_MIN_WARPS_PER_SM * _num_sms(u.device)
@@ -765,18 +776,21 @@ def _thread_variant_forward(impl, u, delta, A, B, C, D, z, delta_bias, delta_sof
                  T=tile, S=lanes, POLY=poly,
                  VEC=16 // max(Bt.element_size() if b_var else 1, Ct.element_size() if c_var else 1),
                  num_warps=num_warps)
-    interp = triton_interpreting()
-    if segments and (n_seg or 1) > 1:
+    if stages or (n_seg or 1) > 1:  # the pipelined kernel, on one segment or several
+        n_seg = n_seg or 1
+        chunks_per_seg = chunks_per_seg if n_seg > 1 else n_chunks
         seg_h = torch.empty(batch, n_seg, dim, np2, device=u.device, dtype=torch.float32)
         seg_dt = torch.empty(batch, n_seg, dim, device=u.device, dtype=torch.float32)
         sizes = (dim, seqlen, n_chunks, chunks_per_seg, n_seg, dim // n_groups, dstate)
         for local, programs in ((True, n_seg - 1), (False, n_seg)):
-            _thread_lanes_seg_fwd_kernel[(batch, dblocks, programs)](
-                *args, seg_h, seg_dt, *sizes, *strides, LOCAL=local, STAGES=max(1, stages), INTERP=interp, **flags)
+            if programs:
+                _thread_lanes_seg_fwd_kernel[(batch, dblocks, programs)](
+                    *args, seg_h, seg_dt, *sizes, *strides, LOCAL=local, STAGES=max(1, stages),
+                    INTERP=triton_interpreting(), **flags)
         return out, states, chunk
     kernel, extra = _thread_lanes_fwd_kernel, {}
-    if prefetch or stages:
-        kernel, extra = _thread_lanes_pf_fwd_kernel, dict(PREFETCH=prefetch, STAGES=max(1, stages), INTERP=interp)
+    if prefetch:
+        kernel, extra = _thread_lanes_pf_fwd_kernel, {}
     kernel[(batch, dblocks)](*args, dim, seqlen, n_chunks, dim // n_groups, dstate, *strides, **flags, **extra)
     return out, states, chunk
 
@@ -981,8 +995,8 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     Args are those of :func:`mamba_core.ops.selective_scan_ref`. Private overrides: ``_impl`` picks the kernels:
     "thread" (one lane per channel, forward and backward, see ``selective_scan_triton_thread``), "thread_scan"
     (thread forward, scan backward), "seq" (step-by-step recurrence), "scan" (``tl.associative_scan`` over
-    chunks), "auto" (the fastest pair measured: the "thread_split2_poly1_stages3" forward variant with the
-    "thread_dot_stages3" backward; thin inputs fall back to the "thread" forward, N > 16 to "seq" forward, "scan"
+    chunks), "auto" (the fastest pair measured: the "thread_split2_stages3_seg" forward variant, which splits thin
+    inputs into sequence segments, with the "thread_dot_stages3" backward; N > 16: "seq" forward, "scan"
     backward) or one of the other thread-forward variants in ``THREAD_VARIANTS`` (lane split, software
     exponentials, fp32 B/C, pipelined loads, segments), or "bwd_<name>": the default forward with a thread-backward
     variant of ``THREAD_BWD_VARIANTS``. The environment variable ``MAMBA_CORE_SCAN_IMPL`` replaces "auto", e.g.

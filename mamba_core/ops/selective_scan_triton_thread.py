@@ -25,7 +25,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .selective_scan_triton_common import channel_bias_and_d, softplus_fp32
+from .selective_scan_triton_common import channel_bias_and_d, silu_gate, softplus_fp32
 
 MAX_THREAD_DSTATE = 16
 
@@ -43,7 +43,7 @@ def _halves(x):
 
 @triton.jit
 def _columns(x, T: tl.constexpr):
-    """The T steps (last axis) of a (R, T) or (R, S, T) tile (T in 1, 2, 4, 8) as a tuple of (R,) or (R, S) fp32
+    """The T steps (last axis) of a (R, T) or (R, S, T) tile (T a power of 2) as a tuple of (R,) or (R, S) fp32
     tensors, by register renaming (a masked sum would cost T adds per column)."""
     if T == 1:
         if len(x.shape) == 2:
@@ -58,8 +58,7 @@ def _columns(x, T: tl.constexpr):
         c0, c2 = tl.split(e)
         c1, c3 = tl.split(o)
         cols = (c0, c1, c2, c3)
-    else:
-        tl.static_assert(T == 8, "the thread forward unrolls tiles of 1, 2, 4 or 8 steps")
+    elif T == 8:
         e, o = _halves(x)
         ee, eo = _halves(e)
         oe, oo = _halves(o)
@@ -68,6 +67,13 @@ def _columns(x, T: tl.constexpr):
         c1, c5 = tl.split(oe)
         c3, c7 = tl.split(oo)
         cols = (c0, c1, c2, c3, c4, c5, c6, c7)
+    else:  # 16, 32, ...: the even and the odd steps' columns, interleaved
+        e, o = _halves(x)
+        ce = _columns(e, T // 2)
+        co = _columns(o, T // 2)
+        cols = ()
+        for k in tl.static_range(T // 2):
+            cols = cols + (ce[k], co[k])
     out = ()
     for k in tl.static_range(T):
         out = out + (cols[k].to(tl.float32),)
@@ -124,7 +130,7 @@ def _tile_inputs(t0, L, dmask, u_row, dt_row, s_ul, s_dl, bias, HAS_BIAS: tl.con
         dt_pre = dt_pre + _per_step(bias)
     dt = dt_pre
     if SOFTPLUS:
-        dt = softplus_fp32(dt_pre)
+        dt = softplus_fp32(dt_pre, dt_row.dtype.element_ty != tl.float32)
     return tt, t, m2, u, dt_pre, tl.where(m2, dt, 0.0)
 
 
@@ -178,8 +184,8 @@ def _thread_tile(h, dtsum, A2, Bfix, Cfix, Dv, bias, t0, L, dmask,
         if HAS_D:
             y += Dv[:, None] * u
         if HAS_Z:
-            zz = tl.load(z_row[:, None] + t[None, :] * s_zl, mask=m2, other=0.0).to(tl.float32)
-            y = y * zz * tl.sigmoid(zz)
+            zz = tl.load(z_row[:, None] + t[None, :] * s_zl, mask=m2, other=0.0)
+            y = silu_gate(y, zz)
         tl.store(o_row[:, None] + t[None, :] * s_ol, y, mask=m2)
     return h, dtsum
 
@@ -1121,7 +1127,8 @@ def _lanes_steps(h, A2, Bfix, Cfix, tt, dt, dtu, Bt, Ct, B_VAR: tl.constexpr, C_
         sel = (tt == k)[None, :]
         dt_k = dt_cols[k][:, None]
         dtu_k = dtu_cols[k][:, None]
-        y_lanes = tl.zeros_like(A2[0])
+        y_even = tl.zeros_like(A2[0])  # two partial sums over the states: half the dependent chain
+        y_odd = tl.zeros_like(A2[0])
         hn = ()
         for j in tl.static_range(NJ):
             if B_VAR:
@@ -1135,10 +1142,15 @@ def _lanes_steps(h, A2, Bfix, Cfix, tt, dt, dtu, Bt, Ct, B_VAR: tl.constexpr, C_
             h_j = a * h[j] + dtu_k * b_kj
             hn = hn + (h_j,)
             if C_VAR:
-                y_lanes += h_j * Ct[j][k]
+                c_kj = Ct[j][k]
             else:
-                y_lanes += h_j * Cfix[j]
+                c_kj = Cfix[j]
+            if j % 2 == 0:
+                y_even += h_j * c_kj
+            else:
+                y_odd += h_j * c_kj
         h = hn
+        y_lanes = y_even + y_odd
         y = tl.where(sel, tl.sum(y_lanes, axis=1)[:, None], y)
     return h, y
 
@@ -1168,8 +1180,8 @@ def _lanes_tile(h, A2, Bfix, Cfix, Dv, bias, t0, L, dmask, lane, u_row, dt_row, 
     if HAS_D:
         y += Dv[:, None] * u
     if HAS_Z:
-        zz = tl.load(z_row[:, None] + t[None, :] * s_zl, mask=m2, other=0.0).to(tl.float32)
-        y = y * zz * tl.sigmoid(zz)
+        zz = tl.load(z_row[:, None] + t[None, :] * s_zl, mask=m2, other=0.0)
+        y = silu_gate(y, zz)
     tl.store(o_row[:, None] + t[None, :] * s_ol, y, mask=m2)
     return h
 
@@ -1244,18 +1256,19 @@ def _thread_lanes_fwd_kernel(
 
 
 
-# Latency-hiding forms of the lanes forward (opt-in, THREAD_VARIANTS). In the sm_90 SASS of
-# ``_thread_lanes_fwd_kernel`` the compiler spreads a tile's 32 B/C vector loads (L2 hits) over the tile, each a
-# few steps before its use, so with ~2 warps per SM scheduler at (8, 2048, 2048, 16) their latency shows. Here the
-# full T-step tiles run in one flat loop (a state store every CHUNK/T tiles), so that loads can run ahead across
-# chunk ends:
-# * PREFETCH: all loads of tile i+1 (u, delta, z, B/C columns) are issued in iteration i into loop-carried
-#   registers (2*NJ*T fp32 B/C values per lane more: 255 registers at NP=16, T=8; ptxas still places them in the
-#   last ~40% of the iteration, and copies them to the current tile's registers: ~17 MOV per channel-step).
-# * STAGES > 1: ``tl.range(num_stages=STAGES)``: Triton's software pipeliner turns the loads into asynchronous
-#   copies to shared memory (cp.async) and the tile reads shared memory. The copies for tile i+STAGES-1 are issued
-#   at the end of iteration i, and iteration i waits for its own at the top, so STAGES = 2 hides nothing; 3 keeps
-#   one tile's copies in flight during a tile, 4 two. B/C are loaded as one block per lane (``_lanes_state_block``).
+# Latency-hiding forms of the lanes forward. In the sm_90 SASS of ``_thread_lanes_fwd_kernel`` the compiler spreads
+# a tile's 32 B/C vector loads (L2 hits) over the tile, each a few steps before its use, so with ~2 warps per SM
+# scheduler at (8, 2048, 2048, 16) their latency shows. Here the full T-step tiles run in one flat loop (a state
+# store every CHUNK/T tiles), so that loads can run ahead across chunk ends:
+# * PREFETCH (``_thread_lanes_pf_fwd_kernel``, opt-in): all loads of tile i+1 (u, delta, z, B/C columns) are issued
+#   in iteration i into loop-carried registers (2*NJ*T fp32 B/C values per lane more: 255 registers at NP=16, T=8;
+#   ptxas still places them in the last ~40% of the iteration, and copies them to the current tile's registers:
+#   ~17 MOV per channel-step).
+# * STAGES > 1 (``_thread_lanes_seg_fwd_kernel``, the default's forward, on one sequence segment or several):
+#   ``tl.range(num_stages=STAGES)``: Triton's software pipeliner turns the loads into asynchronous copies to shared
+#   memory (cp.async) and the tile reads shared memory. The copies for tile i+STAGES-1 are issued at the end of
+#   iteration i, and iteration i waits for its own at the top, so STAGES = 2 hides nothing; 3 keeps one tile's
+#   copies in flight during a tile, 4 two. B/C are loaded as one block per lane (``_lanes_state_block``).
 
 
 @triton.jit
@@ -1328,7 +1341,7 @@ def _lanes_delta(dt_pre, bias, dmask, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.const
     if HAS_BIAS:
         dt = dt + bias[:, None]
     if SOFTPLUS:
-        dt = softplus_fp32(dt)
+        dt = softplus_fp32(dt, dt_pre.dtype != tl.float32)
     return tl.where(dmask[:, None], dt, 0.0)
 
 
@@ -1347,8 +1360,7 @@ def _lanes_tile_math(h, A2, Bfix, Cfix, Dv, bias, t0, dmask, loads, o_row, s_ol,
     if HAS_D:
         y += Dv[:, None] * u
     if HAS_Z:
-        zz = z.to(tl.float32)
-        y = y * zz * tl.sigmoid(zz)
+        y = silu_gate(y, z)
     tl.store(o_row[:, None] + (t0 + tt)[None, :] * s_ol, y, mask=m2)
     return h
 
@@ -1366,23 +1378,16 @@ def _lanes_pf_iteration(i, h, ahead, A2, Bfix, Cfix, Dv, bias, n_tiles, last_til
                         HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
                         B_VAR: tl.constexpr, C_VAR: tl.constexpr, NJ: tl.constexpr, S: tl.constexpr,
                         NP: tl.constexpr, POLY: tl.constexpr, T: tl.constexpr, TPC: tl.constexpr,
-                        VEC: tl.constexpr, PREFETCH: tl.constexpr, BC_BLOCK: tl.constexpr):
-    """Full tile i of ``_thread_lanes_pf_fwd_kernel``: (state tuple, loads of tile i+1 if PREFETCH (else
-    ``ahead`` as it came)). With PREFETCH ``ahead`` holds tile i's loads."""
-    if PREFETCH:
-        loads = ahead
-        # B/C tile loads are not masked: the one past the last full tile repeats it (in bounds)
-        ahead = _lanes_tile_loads((i + 1) * T, i + 1 < n_tiles, tl.minimum(i + 1, last_tile), dmask, lane, u_row,
-                                  dt_row, z_row, B_tiles, C_tiles, s_ul, s_dl, s_zl, HAS_Z, B_VAR, C_VAR, NJ, S, T,
-                                  VEC, BC_BLOCK)
-    else:
-        loads = _lanes_tile_loads(i * T, True, i, dmask, lane, u_row, dt_row, z_row, B_tiles, C_tiles, s_ul, s_dl,
-                                  s_zl, HAS_Z, B_VAR, C_VAR, NJ, S, T, VEC, BC_BLOCK)
-    h = _lanes_tile_math(h, A2, Bfix, Cfix, Dv, bias, i * T, dmask, loads, o_row, s_ol, HAS_D, HAS_Z, HAS_BIAS,
+                        VEC: tl.constexpr):
+    """Full tile i of ``_thread_lanes_pf_fwd_kernel`` from its loads ``ahead``: (state tuple, loads of tile i+1)."""
+    # B/C tile loads are not masked: the one past the last full tile repeats it (in bounds)
+    loads = _lanes_tile_loads((i + 1) * T, i + 1 < n_tiles, tl.minimum(i + 1, last_tile), dmask, lane, u_row, dt_row,
+                              z_row, B_tiles, C_tiles, s_ul, s_dl, s_zl, HAS_Z, B_VAR, C_VAR, NJ, S, T, VEC, False)
+    h = _lanes_tile_math(h, A2, Bfix, Cfix, Dv, bias, i * T, dmask, ahead, o_row, s_ol, HAS_D, HAS_Z, HAS_BIAS,
                          SOFTPLUS, B_VAR, C_VAR, NJ, POLY, T)
     if (i + 1) % TPC == 0:
         _lanes_store_state(h, states_ptr, st_rows, (i + 1) // TPC - 1, dmask, lane, NJ, NP)
-    return h, ahead
+    return h, loads
 
 
 @triton.jit
@@ -1394,12 +1399,10 @@ def _thread_lanes_pf_fwd_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     B_VAR: tl.constexpr, C_VAR: tl.constexpr,
     BLOCK_D: tl.constexpr, NP: tl.constexpr, CHUNK: tl.constexpr, T: tl.constexpr,
-    S: tl.constexpr, POLY: tl.constexpr, VEC: tl.constexpr, PREFETCH: tl.constexpr, STAGES: tl.constexpr,
-    INTERP: tl.constexpr,
+    S: tl.constexpr, POLY: tl.constexpr, VEC: tl.constexpr,
 ):
-    """``_thread_lanes_fwd_kernel`` with its full tiles in one loop, loaded a tile ahead into registers (PREFETCH)
-    or pipelined by Triton over STAGES > 1 (a plain loop under the interpreter (INTERP), which cannot run
-    ``tl.range`` to a runtime bound); same arguments and outputs, plus those."""
+    """``_thread_lanes_fwd_kernel`` with its full tiles in one loop, each loaded a tile ahead into registers (the
+    PREFETCH form above); same arguments and outputs."""
     NJ: tl.constexpr = NP // S
     TPC: tl.constexpr = CHUNK // T
     pid_b = tl.program_id(0)
@@ -1411,24 +1414,15 @@ def _thread_lanes_pf_fwd_kernel(
     st_rows = (pid_b * dim + d) * n_chunks * NP
     n_tiles = L // T
     last_tile = tl.maximum(n_tiles - 1, 0)
-    ahead = 0
-    if PREFETCH:
-        ahead = _lanes_tile_loads(0, n_tiles > 0, 0, dmask, lane, u_row, dt_row, z_row, B_tiles, C_tiles, s_ul, s_dl,
-                                  s_zl, HAS_Z, B_VAR, C_VAR, NJ, S, T, VEC, False)
-    if STAGES > 1 and not INTERP:
-        for i in tl.range(0, n_tiles, num_stages=STAGES):
-            h, ahead = _lanes_pf_iteration(i, h, ahead, A2, Bfix, Cfix, Dv, bias, n_tiles, last_tile, dmask, lane,
-                                           u_row, dt_row, z_row, o_row, B_tiles, C_tiles, states_ptr, st_rows, s_ul,
-                                           s_dl, s_zl, s_ol, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR, C_VAR, NJ, S,
-                                           NP, POLY, T, TPC, VEC, PREFETCH, STAGES > 1)
-    else:
-        i = 0
-        while i < n_tiles:
-            h, ahead = _lanes_pf_iteration(i, h, ahead, A2, Bfix, Cfix, Dv, bias, n_tiles, last_tile, dmask, lane,
-                                           u_row, dt_row, z_row, o_row, B_tiles, C_tiles, states_ptr, st_rows, s_ul,
-                                           s_dl, s_zl, s_ol, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR, C_VAR, NJ, S,
-                                           NP, POLY, T, TPC, VEC, PREFETCH, STAGES > 1)
-            i += 1
+    ahead = _lanes_tile_loads(0, n_tiles > 0, 0, dmask, lane, u_row, dt_row, z_row, B_tiles, C_tiles, s_ul, s_dl,
+                              s_zl, HAS_Z, B_VAR, C_VAR, NJ, S, T, VEC, False)
+    i = 0
+    while i < n_tiles:
+        h, ahead = _lanes_pf_iteration(i, h, ahead, A2, Bfix, Cfix, Dv, bias, n_tiles, last_tile, dmask, lane, u_row,
+                                       dt_row, z_row, o_row, B_tiles, C_tiles, states_ptr, st_rows, s_ul, s_dl, s_zl,
+                                       s_ol, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR, C_VAR, NJ, S, NP, POLY, T, TPC,
+                                       VEC)
+        i += 1
     t0 = n_tiles * T
     while t0 < L:
         h = _lanes_tile(h, A2, Bfix, Cfix, Dv, bias, t0, L, dmask, lane, u_row, dt_row, z_row, o_row, B_tiles,
@@ -1483,8 +1477,10 @@ def _thread_lanes_seg_fwd_kernel(
     BLOCK_D: tl.constexpr, NP: tl.constexpr, CHUNK: tl.constexpr, T: tl.constexpr,
     S: tl.constexpr, POLY: tl.constexpr, VEC: tl.constexpr, STAGES: tl.constexpr, INTERP: tl.constexpr,
 ):
-    """``_thread_lanes_pf_fwd_kernel`` (STAGES form) on sequence segments of ``chunks_per_seg`` whole chunks
-    (program axis 2), with ``_thread_fwd_kernel``'s two passes: LOCAL (segments 0 .. n_seg-2) runs the segment from
+    """The lanes forward with its full tiles in one loop pipelined by Triton over STAGES > 1 (a plain loop under
+    the interpreter (INTERP), which cannot run ``tl.range`` to a runtime bound), on sequence segments of
+    ``chunks_per_seg`` whole chunks (program axis 2; one segment: the whole sequence, full pass only), with
+    ``_thread_fwd_kernel``'s two passes: LOCAL (segments 0 .. n_seg-2) runs the segment from
     a zero state and writes its end state to ``seg_h`` (batch, n_seg, dim, NP) and its delta sum to ``seg_dt``
     (batch, n_seg, dim); the full pass starts each segment from the earlier ones folded as
     h <- h_local[s] + exp(A sum(delta)[s]) h and writes y and its chunk-end states. Only the last segment holds

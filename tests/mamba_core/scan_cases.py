@@ -42,14 +42,15 @@ def make_inputs(batch, dim, seqlen, dstate, b_form, c_form, has_d=True, has_z=Tr
 
 
 class LaunchSpy:
-    """Stands in for a Triton kernel object in ``selective_scan_triton``'s namespace and records its launches."""
+    """Stands in for a Triton kernel object in ``selective_scan_triton``'s namespace and records its launches (their
+    keyword arguments, and ``_kernel``: ``tag`` when given)."""
 
-    def __init__(self, kernel):
-        self.kernel, self.launches = kernel, []
+    def __init__(self, kernel, tag=None):
+        self.kernel, self.launches, self.tag = kernel, [], tag
 
     def __getitem__(self, grid):
         def launch(*args, **kwargs):
-            self.launches.append(kwargs)
+            self.launches.append(kwargs if self.tag is None else dict(kwargs, _kernel=self.tag))
             return self.kernel[grid](*args, **kwargs)
         return launch
 

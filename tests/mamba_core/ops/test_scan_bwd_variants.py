@@ -75,7 +75,7 @@ def test_bwd_variants_are_registered_with_the_default_forward():
     for name in THREAD_BWD_VARIANTS:
         assert KERNEL_PAIRS[f"bwd_{name}"] == (KERNEL_PAIRS["auto"][0], name)
         assert f"bwd_{name}" in sst.IMPLS
-    assert KERNEL_PAIRS["auto"] == ("thread_split2_poly1_stages3", "thread_dot_stages3")
+    assert KERNEL_PAIRS["auto"] == ("thread_split2_stages3_seg", "thread_dot_stages3")
 
 
 @pytest.mark.parametrize("batch,dim,seqlen,n_seg", [

@@ -27,12 +27,14 @@ from tests.mamba_core.scan_cases import (
 
 @pytest.fixture
 def lanes_spy(monkeypatch):
-    """Records the launches of both lanes forwards (the plain one and the prefetching / pipelined one) in one list."""
-    spy = LaunchSpy(sst._thread_lanes_fwd_kernel)
-    pf_spy = LaunchSpy(sst._thread_lanes_pf_fwd_kernel)
-    pf_spy.launches = spy.launches
+    """Records the launches of the three lanes forwards in one list, each tagged with its kernel: "plain"
+    (``_thread_lanes_fwd_kernel``), "pf" (register prefetch) and "seg" (pipelined, on one segment or several)."""
+    spy = LaunchSpy(sst._thread_lanes_fwd_kernel, "plain")
+    for name, tag in (("_thread_lanes_pf_fwd_kernel", "pf"), ("_thread_lanes_seg_fwd_kernel", "seg")):
+        other = LaunchSpy(getattr(sst, name), tag)
+        other.launches = spy.launches
+        monkeypatch.setattr(sst, name, other)
     monkeypatch.setattr(sst, "_thread_lanes_fwd_kernel", spy)
-    monkeypatch.setattr(sst, "_thread_lanes_pf_fwd_kernel", pf_spy)
     return spy
 
 
@@ -79,6 +81,8 @@ VARIANT_CASES = [
     ("thread_split2_poly1_stages4", 3, 37, "group", "group", 2, 8),
     ("thread_split2_poly1_stages3", 16, 21, "var", "fixed", 1, 2),
     ("thread_split2_poly1_stages3_seg", 16, 37, "var", "var", 1, 8),  # enough warps: no segments
+    ("thread_split2_stages3_seg", 5, 40, "group", "group", 2, 8),
+    ("thread_split2_stages3_seg", 16, 53, "var", "var", 1, 16),  # 16-step tiles (its default) and a 5-step tail
 ]
 
 
@@ -94,7 +98,9 @@ def test_variant_matches_reference_fp32(impl, dstate, seqlen, b_form, c_form, gr
     launch = lanes_spy.launches[0]
     assert launch["S"] == min(variant.lanes, np2)
     assert launch["POLY"] == min(variant.poly, np2 // min(variant.lanes, np2))
-    assert (launch.get("PREFETCH", False), launch.get("STAGES", 1)) == (variant.prefetch, max(1, variant.stages))
+    assert launch["_kernel"] == ("seg" if variant.stages else "pf" if variant.prefetch else "plain")
+    if variant.stages:  # one segment: the full pass only
+        assert (launch["STAGES"], launch["LOCAL"]) == (variant.stages, False)
 
 
 def test_every_variant_has_a_case():
@@ -138,14 +144,6 @@ def test_fallbacks_to_thread_forward(lanes_spy):
     assert lanes_spy.launches == []
 
 
-@pytest.fixture
-def seg_spy(monkeypatch):
-    """Records the launches of the segmented lanes forward (its LOCAL pass, then its full pass)."""
-    spy = LaunchSpy(sst._thread_lanes_seg_fwd_kernel)
-    monkeypatch.setattr(sst, "_thread_lanes_seg_fwd_kernel", spy)
-    return spy
-
-
 SEG_CASES = [
     # dstate, seqlen, b_form, c_form, groups, n_seg (None: thin input, the "thread" rule's count), dtype
     (16, 45, "var", "var", 1, 2, torch.float32),
@@ -156,26 +154,24 @@ SEG_CASES = [
 
 
 @pytest.mark.parametrize("dstate, seqlen, b_form, c_form, groups, n_seg, dtype", SEG_CASES)
-def test_segmented_variant_matches_reference(dstate, seqlen, b_form, c_form, groups, n_seg, dtype, seg_spy,
-                                             lanes_spy):
+def test_segmented_variant_matches_reference(dstate, seqlen, b_form, c_form, groups, n_seg, dtype, lanes_spy):
     # Output, last state and gradients (the scan backward reads the chunk-end states); with dim 2 and
     # _block_d=2 a single one-warp program is thin for the interpreter's 1 SM, so segments come unasked.
     tol, grad_tol = (1e-5, 1e-5) if dtype == torch.float32 else (2e-2, 3e-2)
     inputs = make_inputs(1, 2, seqlen, dstate, b_form, c_form, groups=groups, dtype=dtype, seed=seqlen)
-    check_against_reference(inputs, tol, grad_tol, _impl="thread_split2_poly1_stages3_seg", _chunk=16,
+    check_against_reference(inputs, tol, grad_tol, _impl=sst.KERNEL_PAIRS["auto"][0], _chunk=16,
                             _block_d=2, _n_seg=n_seg)
-    assert lanes_spy.launches == []
-    assert [launch["LOCAL"] for launch in seg_spy.launches] == [True, False]
+    assert [(launch["_kernel"], launch["LOCAL"]) for launch in lanes_spy.launches] == [("seg", True), ("seg", False)]
 
 
 def test_segmented_chunk_states_match_unsegmented():
-    # The chunk-end states the backward reads, per segment count, against the unsegmented pipelined forward.
+    # The chunk-end states the backward reads, per segment count, against the one-lane "thread" forward unsplit.
     inputs = make_inputs(1, 2, 75, 16, "var", "var", seed=9)
     args = [None if inputs[k] is None else inputs[k].detach() for k in ARG_NAMES]
     kw = dict(chunk=16, block_d=2, tile=8)
     with torch.no_grad():
-        out1, states1, _ = sst._forward(*args, True, impl="thread_split2_poly1_stages3", n_seg=None, **kw)
+        out1, states1, _ = sst._forward(*args, True, impl="thread", n_seg=1, **kw)
         for n_seg in (2, 3):
-            out, states, _ = sst._forward(*args, True, impl="thread_split2_poly1_stages3_seg", n_seg=n_seg, **kw)
+            out, states, _ = sst._forward(*args, True, impl=sst.KERNEL_PAIRS["auto"][0], n_seg=n_seg, **kw)
             assert_close_scaled(out, out1, 1e-5, "out")
             assert_close_scaled(states, states1, 1e-5, "states")
