@@ -47,6 +47,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--tasks", nargs="+", default=["pretrain", "classify"], choices=("pretrain", "classify"))
     p.add_argument("--csv", type=Path, default=None)
+    p.add_argument("--profile", action="store_true",
+                   help="after the timed steps, one more step under torch.profiler: its top kernels by GPU time")
     return p.parse_args(argv)
 
 
@@ -85,6 +87,19 @@ def train_step(task: str, model, optimizer, ids: torch.Tensor, labels: torch.Ten
     return float(loss.detach())
 
 
+def print_profile(step, device: torch.device, title: str, rows: int = 15) -> None:
+    """One call of ``step`` under torch.profiler: its top operators by self device (or CPU) time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        step()
+        _sync(device)
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(f"# profile: {title}")
+    print(prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60))
+
+
 def measure(task: str, log2_len: int, args, device: torch.device) -> dict:
     length = 2 ** log2_len
     batch = max(1, args.batch_tokens // length) if args.batch_tokens else 1
@@ -110,6 +125,9 @@ def measure(task: str, log2_len: int, args, device: torch.device) -> dict:
             loss = train_step(task, model, optimizer, ids, labels, autocast)
         _sync(device)
         seconds = (time.perf_counter() - start) / max(1, args.steps)
+        if args.profile:
+            print_profile(lambda m=model, o=optimizer: train_step(task, m, o, ids, labels, autocast), device,
+                          f"{task} 2^{log2_len}")
         row.update(status="ok", loss=round(loss, 4), step_s=round(seconds, 4),
                    tokens_per_s=round(batch * length / seconds),
                    peak_gib=round(torch.cuda.max_memory_allocated(device) / 2**30, 3) if device.type == "cuda"

@@ -1,6 +1,6 @@
 """The Mamba block (selective SSM mixer) with mamba_ssm's constructor, parameter names, shapes and initialisation.
 
-    x, z   = in_proj(h).chunk(2)                  (batch, L, 2 * d_inner)
+    x, z   = in_proj(h).chunk(2)                  (batch, 2 * d_inner, L): batched matmuls keep L contiguous
     x      = silu(causal_conv1d(x))               depthwise, width d_conv
     dt,B,C = split(x_proj(x))                     dt: dt_rank, B and C: d_state each (the *selective* part)
     dt     = dt_proj.weight @ dt                  (its bias is applied inside the scan, before softplus)
@@ -32,6 +32,16 @@ from ..ops import (
 def inverse_softplus(x: torch.Tensor) -> torch.Tensor:
     """The y with softplus(y) = x, for x > 0 (used so that softplus(dt_proj.bias) starts at the sampled dt)."""
     return x + torch.log(-torch.expm1(-x))
+
+
+def _project(linear: nn.Linear, x: torch.Tensor, bias: bool = True) -> torch.Tensor:
+    """``linear`` over the channel axis of x (batch, in, L): (batch, out, L), contiguous (one batched matmul that
+    reads x in whatever layout it has); ``bias=False`` leaves the bias out (dt_proj's is added inside the scan)."""
+    weight = linear.weight
+    out = torch.bmm(weight.unsqueeze(0).expand(x.shape[0], *weight.shape), x)
+    if bias and linear.bias is not None:
+        out = out + linear.bias.to(out.dtype)[:, None]
+    return out
 
 
 class Mamba(nn.Module):
@@ -108,12 +118,16 @@ class Mamba(nn.Module):
         seqlen = hidden_states.shape[1]
         if continue_cache and inference_cache is None:
             raise ValueError("continue_cache needs an inference_cache to continue from")
-        x, z = self.in_proj(hidden_states).transpose(1, 2).chunk(2, dim=1)       # (batch, d_inner, L) each
+        # Every (batch, channels, L) tensor below comes out of a batched matmul with L as its contiguous axis, as
+        # the conv and the scan read it: transposing (batch, L, channels) copies instead took 46% of the GPU time
+        # of a DNA training step at L = 2^20 (benchmarks/README.md, run 10).
+        x, z = _project(self.in_proj, hidden_states.mT).chunk(2, dim=1)          # (batch, d_inner, L) each
         x, start_state = self._conv_with_cache(x, inference_cache, continue_cache)
-        dt, B, C = self._ssm_params(x.transpose(1, 2))
+        dt, B, C = torch.split(_project(self.x_proj, x), [self.dt_rank, self.d_state, self.d_state], dim=1)
+        dt = _project(self.dt_proj, dt, bias=False)
         A = -torch.exp(self.A_log.float())
         result = selective_scan_fn(
-            x, dt.transpose(1, 2), A, B.transpose(1, 2), C.transpose(1, 2), self.D.float(), z=z,
+            x, dt, A, B, C, self.D.float(), z=z,
             delta_bias=self.dt_proj.bias.float(), delta_softplus=True,
             return_last_state=inference_cache is not None, backend=self.backend, initial_state=start_state)
         if inference_cache is not None:
@@ -122,7 +136,8 @@ class Mamba(nn.Module):
         else:
             y = result
         assert y.shape[-1] == seqlen
-        return self.out_proj(y.transpose(1, 2))
+        out = torch.bmm(y.mT, self.out_proj.weight.mT.unsqueeze(0).expand(y.shape[0], -1, -1))  # (batch, L, d_model)
+        return out if self.out_proj.bias is None else out + self.out_proj.bias.to(out.dtype)
 
     def _conv_with_cache(self, x: torch.Tensor, inference_cache: tuple | None, continue_cache: bool):
         """silu(causal conv(x)), the conv state written to the cache, and the SSM start state (None: zeros).
