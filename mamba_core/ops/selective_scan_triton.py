@@ -788,10 +788,8 @@ def _thread_variant_forward(impl, u, delta, A, B, C, D, z, delta_bias, delta_sof
                     *args, seg_h, seg_dt, *sizes, *strides, LOCAL=local, STAGES=max(1, stages),
                     INTERP=triton_interpreting(), **flags)
         return out, states, chunk
-    kernel, extra = _thread_lanes_fwd_kernel, {}
-    if prefetch:
-        kernel, extra = _thread_lanes_pf_fwd_kernel, {}
-    kernel[(batch, dblocks)](*args, dim, seqlen, n_chunks, dim // n_groups, dstate, *strides, **flags, **extra)
+    kernel = _thread_lanes_pf_fwd_kernel if prefetch else _thread_lanes_fwd_kernel
+    kernel[(batch, dblocks)](*args, dim, seqlen, n_chunks, dim // n_groups, dstate, *strides, **flags)
     return out, states, chunk
 
 
