@@ -758,9 +758,9 @@ def _thread_variant_forward(impl, u, delta, A, B, C, D, z, delta_bias, delta_sof
     if thin and n_seg is None and not segments:
         return None
     n_chunks = triton.cdiv(seqlen, chunk)
-    if segments and (thin or n_seg is not None):  # the "thread" forward's segment count, whole chunks each
-        chunks_per_seg, n_seg = _whole_chunk_segments(n_chunks, _pick_thread_config(
-            batch, dim, seqlen, dim // n_groups, u.device, chunk=chunk, tile=tile, n_seg=n_seg)[4])
+    if segments and (thin or n_seg is not None):  # the "thread" forward's segment count
+        n_seg = _pick_thread_config(batch, dim, seqlen, dim // n_groups, u.device, chunk=chunk, tile=tile,
+                                    n_seg=n_seg)[4]
     out = torch.empty_like(u, memory_format=torch.contiguous_format)
     states = torch.empty(batch, dim, n_chunks, np2, device=u.device, dtype=torch.float32)
     zz = z if z is not None else u
@@ -776,9 +776,8 @@ def _thread_variant_forward(impl, u, delta, A, B, C, D, z, delta_bias, delta_sof
                  T=tile, S=lanes, POLY=poly,
                  VEC=16 // max(Bt.element_size() if b_var else 1, Ct.element_size() if c_var else 1),
                  num_warps=num_warps)
-    if stages or (n_seg or 1) > 1:  # the pipelined kernel, on one segment or several
-        n_seg = n_seg or 1
-        chunks_per_seg = chunks_per_seg if n_seg > 1 else n_chunks
+    if stages or (n_seg or 1) > 1:  # the pipelined kernel, on one segment or several (whole chunks each)
+        chunks_per_seg, n_seg = _whole_chunk_segments(n_chunks, n_seg or 1)
         seg_h = torch.empty(batch, n_seg, dim, np2, device=u.device, dtype=torch.float32)
         seg_dt = torch.empty(batch, n_seg, dim, device=u.device, dtype=torch.float32)
         sizes = (dim, seqlen, n_chunks, chunks_per_seg, n_seg, dim // n_groups, dstate)

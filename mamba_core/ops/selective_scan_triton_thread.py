@@ -1373,6 +1373,24 @@ def _lanes_store_state(h, states_ptr, st_rows, c, dmask, lane, NJ: tl.constexpr,
 
 
 @triton.jit
+def _lanes_last_steps(h, A2, Bfix, Cfix, Dv, bias, L, n_tiles, n_chunks, dmask, lane, u_row, dt_row, z_row, o_row,
+                      B_tiles, C_tiles, states_ptr, st_rows, s_ul, s_dl, s_zl, s_ol,
+                      HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+                      B_VAR: tl.constexpr, C_VAR: tl.constexpr, NJ: tl.constexpr, S: tl.constexpr, NP: tl.constexpr,
+                      POLY: tl.constexpr, T: tl.constexpr, CHUNK: tl.constexpr, VEC: tl.constexpr):
+    """The steps after the last full tile of a flat-loop lanes forward, one at a time, and the last chunk's end
+    state where that chunk ends inside a tile or after the last full one."""
+    t0 = n_tiles * T
+    while t0 < L:
+        h = _lanes_tile(h, A2, Bfix, Cfix, Dv, bias, t0, L, dmask, lane, u_row, dt_row, z_row, o_row, B_tiles,
+                        C_tiles, s_ul, s_dl, s_zl, s_ol, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR, C_VAR, True,
+                        NJ, S, POLY, 1, T, VEC)
+        t0 += 1
+    if L % CHUNK != 0:
+        _lanes_store_state(h, states_ptr, st_rows, n_chunks - 1, dmask, lane, NJ, NP)
+
+
+@triton.jit
 def _lanes_pf_iteration(i, h, ahead, A2, Bfix, Cfix, Dv, bias, n_tiles, last_tile, dmask, lane, u_row, dt_row, z_row,
                         o_row, B_tiles, C_tiles, states_ptr, st_rows, s_ul, s_dl, s_zl, s_ol,
                         HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
@@ -1423,14 +1441,9 @@ def _thread_lanes_pf_fwd_kernel(
                                        s_ol, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR, C_VAR, NJ, S, NP, POLY, T, TPC,
                                        VEC)
         i += 1
-    t0 = n_tiles * T
-    while t0 < L:
-        h = _lanes_tile(h, A2, Bfix, Cfix, Dv, bias, t0, L, dmask, lane, u_row, dt_row, z_row, o_row, B_tiles,
-                        C_tiles, s_ul, s_dl, s_zl, s_ol, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR, C_VAR, True,
-                        NJ, S, POLY, 1, T, VEC)
-        t0 += 1
-    if L % CHUNK != 0:  # the last chunk ends inside a tile or after the last full one
-        _lanes_store_state(h, states_ptr, st_rows, n_chunks - 1, dmask, lane, NJ, NP)
+    _lanes_last_steps(h, A2, Bfix, Cfix, Dv, bias, L, n_tiles, n_chunks, dmask, lane, u_row, dt_row, z_row,
+                      o_row, B_tiles, C_tiles, states_ptr, st_rows, s_ul, s_dl, s_zl, s_ol, HAS_D, HAS_Z, HAS_BIAS,
+                      SOFTPLUS, B_VAR, C_VAR, NJ, S, NP, POLY, T, CHUNK, VEC)
 
 
 @triton.jit
@@ -1531,11 +1544,6 @@ def _thread_lanes_seg_fwd_kernel(
                      mask=dmask[:, None])
         tl.store(seg_dt_ptr + (pid_b * n_seg + seg) * dim + d, dtsum, mask=dmask)
     elif seg == n_seg - 1:
-        t0 = n_tiles * T
-        while t0 < L:
-            h = _lanes_tile(h, A2, Bfix, Cfix, Dv, bias, t0, L, dmask, lane, u_row, dt_row, z_row, o_row, B_tiles,
-                            C_tiles, s_ul, s_dl, s_zl, s_ol, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VAR, C_VAR, True,
-                            NJ, S, POLY, 1, T, VEC)
-            t0 += 1
-        if L % CHUNK != 0:
-            _lanes_store_state(h, states_ptr, st_rows, n_chunks - 1, dmask, lane, NJ, NP)
+        _lanes_last_steps(h, A2, Bfix, Cfix, Dv, bias, L, n_tiles, n_chunks, dmask, lane, u_row, dt_row, z_row,
+                          o_row, B_tiles, C_tiles, states_ptr, st_rows, s_ul, s_dl, s_zl, s_ol, HAS_D, HAS_Z, HAS_BIAS,
+                          SOFTPLUS, B_VAR, C_VAR, NJ, S, NP, POLY, T, CHUNK, VEC)
