@@ -24,7 +24,8 @@
 --bwd-sweep  fwd+bwd ms of the thread_dot backward over forward chunks and backward segment counts (BWD_SWEEP).
 --ab      forward ms of "auto" and the --only variants (name@T: with T-step tiles), round-robin over several rounds
           (min / median), at (8, 2048, 2048, 16) and (1, 65536, 2048, 16) bf16: for comparing kernels on one GPU
-          whose speed drifts.
+          whose speed drifts; name@T/C: with T-step tiles and a state saved every C steps. With --fb:
+          forward+backward ms (e.g. --only bwd_<backward variant>) at four shapes.
 --rows I,J  --bench times only these rows of its table (0-based), e.g. --rows 3,4 for the two longest to run.
 --shard I/N  --check and --bwd-sweep run only rows I, I+N, ... (kernel-check in device_suite.sh runs 6 side by side).
 """
@@ -353,18 +354,25 @@ def ab(args):
     timings drift by tens of percent between runs a minute apart, which a one-shot table cannot tell from a
     change), at AB_SHAPES bf16; prints min and median per implementation, and the GPU clocks."""
     impls = ["auto"] + [name for name in args.only.split(",") if name]
-    shapes = [(1, 40, 8, 16)] if SMOKE else AB_SHAPES
+    shapes = [(1, 40, 8, 16)] if SMOKE else (AB_FB_SHAPES if args.fb else AB_SHAPES)
     for batch, seqlen, dim, dstate in shapes:
-        inp = make_inputs(batch, dim, seqlen, dstate, torch.bfloat16, requires_grad=False)
+        inp = make_inputs(batch, dim, seqlen, dstate, torch.bfloat16, requires_grad=args.fb)
         times = {impl: [] for impl in impls}
-        with torch.no_grad():
+        runs = {}
+        for impl in impls:
+            spec, _, chunk = impl.partition("/")  # name/C: with a state saved every C steps
+            name, _, tile = spec.partition("@")  # name@T: that variant with T-step tiles
+            kw = dict(_impl=name, _tile=int(tile) if tile else None, _chunk=int(chunk) if chunk else None)
+            if args.fb:
+                runs[impl] = fwd_bwd_fn(inp, lambda *a, kw=kw, **k: selective_scan_triton(*a, **kw, **k))
+            else:
+                runs[impl] = lambda kw=kw, inp=inp: call(selective_scan_triton, inp, **kw)
+        with torch.set_grad_enabled(args.fb):
             for _ in range(1 if SMOKE else AB_ROUNDS):
                 for impl in impls:
-                    name, _, tile = impl.partition("@")  # name@T: that variant with T-step tiles
-                    kw = dict(_impl=name, _tile=int(tile)) if tile else dict(_impl=name)
-                    times[impl].append(bench_ms(lambda kw=kw, inp=inp: call(selective_scan_triton, inp, **kw),
-                                                rep=30))
-        print(f"({batch}, {seqlen}, {dim}, {dstate}) fwd ms, min / median of {len(times['auto'])} rounds: "
+                    times[impl].append(bench_ms(runs[impl], rep=30))
+        print(f"({batch}, {seqlen}, {dim}, {dstate}) {'fwd+bwd' if args.fb else 'fwd'} ms, min / median of "
+              f"{len(times['auto'])} rounds: "
               + ", ".join(f"{impl} {min(t):.3f} / {sorted(t)[len(t) // 2]:.3f}" for impl, t in times.items()),
               flush=True)
         del inp
@@ -374,6 +382,7 @@ def ab(args):
 
 
 AB_ROUNDS = 7
+AB_FB_SHAPES = ((8, 2048, 2048, 16), (8, 2048, 8192, 16), (1, 65536, 2048, 16), (64, 1024, 1536, 16))
 
 
 def quick(args):
@@ -671,14 +680,15 @@ def sass_bwd(args):
     thread = dict(BLOCK_D=32, T=2, TM=2, BC_DOT=False, POLY=0, INTERP=False, DOT_COLS=0, S=1, STAGES=0)
     kernels.append(("thread", stt._thread_bwd_kernel, thread, False, 1, 2.0))
     compiled = set()
-    for name, (bc_dot, f32, poly, _, tile, dot_cols, lanes, stages) in sst.THREAD_BWD_VARIANTS.items():
+    for name, (bc_dot, f32, poly, _, tile, dot_cols, lanes, stages, shuffle) in sst.THREAD_BWD_VARIANTS.items():
         tile = tile or 2
+        bc_dot = 3 if shuffle and lanes == 1 else bc_dot  # var B/C, 16 states, 32 channels: the butterfly fits
         if (bc_dot, f32, poly, tile, dot_cols, lanes, stages) not in compiled:  # segments do not change the kernel
             compiled.add((bc_dot, f32, poly, tile, dot_cols, lanes, stages))
             # a thread walks `tile` steps of 1/lanes of a channel: tile/lanes channel-steps
             kernels.append((name, stt._thread_bwd_kernel, dict(thread, BC_DOT=bc_dot, POLY=poly, T=tile, TM=tile,
                                                                DOT_COLS=dot_cols, BLOCK_D=32 // lanes, S=lanes,
-                                                               STAGES=stages),
+                                                               STAGES=stages, EVEN_D=True),
                             f32, 1, tile / lanes))
     carry = {k: v for k, v in thread.items() if k in ("BLOCK_D", "T", "TM", "POLY")}
     kernels.append(("segment carry pass (all but the last segment)", stt._thread_bwd_carry_kernel, carry, True, 1,
@@ -716,6 +726,8 @@ def main():
     p.add_argument("--only", default="", metavar="NAMES",
                    help="--sass, --variants: only these THREAD_VARIANTS; --bwd-variants: only these "
                         "THREAD_BWD_VARIANTS (comma-separated)")
+    p.add_argument("--fb", action="store_true", help="--ab times forward+backward (the _impl's pair) at "
+                   "AB_FB_SHAPES instead of the forward alone")
     p.add_argument("--rows", default="", metavar="I,J",
                    help="--bench: only these rows of its table (0-based, comma-separated; default all five)")
     p.add_argument("--shard", default="0/1", metavar="I/N",

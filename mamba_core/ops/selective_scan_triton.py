@@ -556,11 +556,19 @@ class ThreadBwdVariant(NamedTuple):
     dot_cols: int = 0  # columns (tiles x steps) per product; 0: one product per tile
     lanes: int = 1  # lanes per channel, each with NP/lanes states (one-warp programs of 32/lanes channels)
     stages: int = 0  # > 0: full-tile loops as tl.range(num_stages=stages) (Triton software-pipelined loads)
+    shuffle: bool = False  # bc_dot's channel sums by a transposing shuffle butterfly, exact fp32 (BC_DOT = 3),
+    # where it fits: one lane per channel, 32-channel one-warp programs, variable B and C, 16 states
 
 
 # Variants of the thread backward, each paired with the default forward as _impl "bwd_<name>"; "auto" uses
-# thread_dot_stages3 (H100, (8, 2048, 2048, 16) bf16 fwd+bwd with the pipelined forward: 3.21 ms against 3.78 for
-# thread_dot, _stages4 3.23, thread_dot_split2 4.10, _split2_stages3 3.99; (1, 65536, 2048, 16): 16.98 against 17.67).
+# thread_shfl_g32_stages3 since run 11 (H100, bf16, fwd+bwd with 32-step chunks, `scan.py --ab --fb`:
+# (8, 2048, 2048, 16) 2.72 ms against 3.11 for thread_dot_stages3 at 64, (8, 2048, 8192, 16) 12.48 / 13.93,
+# (1, 65536, 2048, 16) 14.85 / 16.36, (64, 1024, 1536, 16) 9.53 / 10.67; thread_shfl_stages3, its channel sums
+# in one group of 16 states (255 registers against 244), 2.81 / 13.08 / 15.46 / 10.03): the shuffle butterfly
+# replaces the product's bf16 hi/lo split, shared-memory transpose and HMMA, 1408 -> 987 sm_90 instructions per
+# 2-step tile. Before, thread_dot_stages3 (H100, (8, 2048, 2048, 16) bf16 fwd+bwd with the pipelined forward:
+# 3.21 ms against 3.78 for thread_dot, _stages4 3.23, thread_dot_split2 4.10, _split2_stages3 3.99;
+# (1, 65536, 2048, 16): 16.98 against 17.67).
 # `benchmarks/scan.py --bwd-variants` times them (H100, 2026-11-26: fwd+bwd at (8, 2048, 2048, 16) bf16,
 # at the then CHUNK 16: thread_dot_seg1 4.02 ms, thread_dot / _g16 / _bf16bc 5.0 (3 segments), thread_dot_poly1 5.13,
 # thread_seg 5.67, the scan backward 5.98; dropped since: 1-step tiles 6.76, software exp2 for 4 states 5.18, fp32
@@ -586,7 +594,9 @@ THREAD_BWD_VARIANTS = {
     "thread_dot_bf16bc": ThreadBwdVariant(True, False), "thread_dot_split2": ThreadBwdVariant(True, True, lanes=2),
     "thread_dot_stages3": ThreadBwdVariant(True, True, stages=3),
     "thread_dot_stages4": ThreadBwdVariant(True, True, stages=4),
-    "thread_dot_split2_stages3": ThreadBwdVariant(True, True, lanes=2, stages=3)}
+    "thread_dot_split2_stages3": ThreadBwdVariant(True, True, lanes=2, stages=3),
+    "thread_shfl_stages3": ThreadBwdVariant(True, True, stages=3, shuffle=True),
+    "thread_shfl_g32_stages3": ThreadBwdVariant(True, True, dot_cols=32, stages=3, shuffle=True)}
 # Segments of the thread backward variants: none from THREAD_BWD_MIN_PROGRAMS_PER_SM one-warp programs per SM up,
 # else about THREAD_BWD_WARPS_PER_SM per SM, each segment at least THREAD_BWD_MIN_SEG_CHUNKS chunks long. H100,
 # fwd+bwd ms at CHUNK 64 (benchmarks/README.md, --bwd-sweep): (8, 2048, 2048, 16), 3.9 programs per SM: 4.01
@@ -601,7 +611,7 @@ IMPLS = ("auto", "thread", "thread_scan", "seq", "scan", *THREAD_VARIANTS,
 # H100 2026-11-26: `scan.py --ab` / `--variants` for the forward (see above; before: thread_split2_poly1_stages3
 # 0.342 ms in `--bench`, _pf 0.468, thread_split2_poly1 0.636, "thread" 0.935); `--bwd-variants` / `--bwd-sweep` for
 # the backward). Thread kernels (N states per lane) fall back to "seq" forward and "scan" backward for N > 16.
-KERNEL_PAIRS = {"auto": ("thread_split2_stages3_seg", "thread_dot_stages3"), "thread": ("thread", "thread"),
+KERNEL_PAIRS = {"auto": ("thread_split2_stages3_seg", "thread_shfl_g32_stages3"), "thread": ("thread", "thread"),
                 "thread_scan": ("thread", "scan"), "seq": ("seq", "seq"), "scan": ("scan", "scan"),
                 **{name: (name, "scan") for name in THREAD_VARIANTS}}
 KERNEL_PAIRS.update({f"bwd_{name}": (KERNEL_PAIRS["auto"][0], name) for name in THREAD_BWD_VARIANTS})
@@ -611,6 +621,11 @@ KERNEL_PAIRS.update({f"bwd_{name}": (KERNEL_PAIRS["auto"][0], name) for name in 
 # (5.3 ms against 6.2 at 32, H100 run 7).
 THREAD_CHUNK = 64
 SCAN_BWD_CHUNK = 16
+# Steps per saved state when a thread forward's states go to a thread backward: 32. Its scratch (the state at every
+# tile start of a chunk) halves, and stays in L2. H100, bf16, fwd+bwd with thread_shfl_g32_stages3 (`scan.py --ab
+# --fb`): (8, 2048, 2048, 16) 2.72 ms against 2.89 at 64, (8, 2048, 8192, 16) 12.48 / 12.56, (1, 65536, 2048, 16)
+# 14.85 / 15.08, (64, 1024, 1536, 16) 9.53 / 9.69.
+THREAD_BWD_CHUNK = 32
 # The thread forward runs one program per (batch, 32 channels). With fewer than one warp per SM sub-partition
 # (4 per SM) it splits the sequence into segments (an extra pass over all but the last one) for about 16 warps per
 # SM. H100, bf16 (benchmarks/README.md run 6): (1, 65536, 2048, 16) 21.9 ms unsplit, 3.8 ms at 16-32 segments;
@@ -849,7 +864,7 @@ def _backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
     np2, n_chunks = states.shape[-1], states.shape[2]
     Bg, b_var, Cg, c_var, n_groups = _grouped_bc(B, C)
     variant = THREAD_BWD_VARIANTS.get(impl)
-    bc_dot, fp32_bc, poly, n_seg, variant_tile, dot_cols, lanes, stages = (
+    bc_dot, fp32_bc, poly, n_seg, variant_tile, dot_cols, lanes, stages, shuffle = (
         variant or ThreadBwdVariant(False, False, n_seg=1))
     if variant is not None:
         impl = "thread"
@@ -866,6 +881,8 @@ def _backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
             if (b_var or c_var) and not bc_dot:  # lanes sum variable dB/dC per state only in the products
                 lanes = 1
         num_warps = num_warps or (picked_warps if lanes == 1 else max(1, block_d * lanes // 32))
+        if bc_dot and shuffle and lanes == 1 and block_d == 32 and num_warps == 1 and b_var and c_var and np2 == 16:
+            bc_dot, dot_cols = 3, dot_cols if dot_cols % 32 == 0 else 0  # 32 values per lane per product
     else:
         block_d, _, num_warps = _pick_config(impl, batch, dim, seqlen, np2, dim // n_groups, u.device, block_d,
                                              chunk, num_warps, backward=True)
@@ -921,7 +938,7 @@ def _backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
             u, delta, A, Bt, Ct, *inputs[5:], scratch, *grads, dim, seqlen, n_chunks, dim // n_groups, dstate,
             n_groups, *strides, parts, c_part, seg_g, seg_dt, chunks_per_seg, n_seg, T=tile, TM=tile, BC_DOT=bc_dot,
             POLY=min(poly, np2 // lanes), INTERP=triton_interpreting(), DOT_COLS=dot_cols,
-            S=lanes, STAGES=stages, **flags)
+            S=lanes, STAGES=stages, EVEN_D=dim % block_d == 0, **flags)
         if bc_dot:  # sum each group's blocks
             sums = parts.unflatten(2, (n_groups, grid[1] // n_groups)).sum(3)
             dB = sums[0] if b_var else dB
@@ -957,8 +974,8 @@ class SelectiveScanTriton(torch.autograd.Function):
         if A.shape[1] > MAX_THREAD_DSTATE:  # the thread kernels hold N states per lane
             fwd_impl = "seq" if fwd_impl.startswith("thread") else fwd_impl
             bwd_impl = "scan" if bwd_impl.startswith("thread") else bwd_impl
-        if chunk is None and fwd_impl.startswith("thread") and bwd_impl == "scan" and needs_grad:
-            chunk = SCAN_BWD_CHUNK
+        if chunk is None and fwd_impl.startswith("thread") and needs_grad:
+            chunk = SCAN_BWD_CHUNK if bwd_impl == "scan" else THREAD_BWD_CHUNK
         out, states, chunk = _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, fwd_impl, block_d, chunk,
                                       tile=tile, n_seg=n_seg)
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, states)
@@ -993,7 +1010,7 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     "thread" (one lane per channel, forward and backward, see ``selective_scan_triton_thread``), "thread_scan"
     (thread forward, scan backward), "seq" (step-by-step recurrence), "scan" (``tl.associative_scan`` over
     chunks), "auto" (the fastest pair measured: the "thread_split2_stages3_seg" forward variant, which splits thin
-    inputs into sequence segments, with the "thread_dot_stages3" backward; N > 16: "seq" forward, "scan"
+    inputs into sequence segments, with the "thread_shfl_g32_stages3" backward; N > 16: "seq" forward, "scan"
     backward) or one of the other thread-forward variants in ``THREAD_VARIANTS`` (lane split, software
     exponentials, fp32 B/C, pipelined loads, segments), or "bwd_<name>": the default forward with a thread-backward
     variant of ``THREAD_BWD_VARIANTS``. The environment variable ``MAMBA_CORE_SCAN_IMPL`` replaces "auto", e.g.

@@ -432,6 +432,67 @@ def _ones_dot(hi, lo, acc, BLOCK_D: tl.constexpr, KT: tl.constexpr, INTERP: tl.c
 
 
 @triton.jit
+def _lane_id(c, INTERP: tl.constexpr):
+    """This thread's lane in its warp, per element of the (BLOCK_D,) vector ``c`` (the interpreter: c itself)."""
+    if INTERP:
+        lane = c
+    else:
+        lane = tl.inline_asm_elementwise("mov.u32 $0, %laneid;", "=r,r", [c], dtype=tl.int32, is_pure=True, pack=1)
+    return lane
+
+
+@triton.jit
+def _lane_xor(x, o: tl.constexpr, INTERP: tl.constexpr):
+    """x as held by the lane whose id differs in bit ``o`` (a butterfly exchange, ``shfl.sync.bfly``); the
+    interpreter swaps the elements c and c ^ o of the vector instead."""
+    if INTERP:
+        pairs = tl.permute(tl.reshape(x, (x.shape[0] // (2 * o), 2, o)), (0, 2, 1))
+        a, b = tl.split(pairs)
+        y = tl.reshape(tl.permute(tl.join(b, a), (0, 2, 1)), (x.shape[0],))
+    else:
+        y = tl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, $2, 0x1f, 0xffffffff;", "=r,r,r",
+                                      [x.to(tl.int32, bitcast=True), tl.full(x.shape, o, tl.int32)],
+                                      dtype=tl.int32, is_pure=True, pack=1)
+        y = y.to(tl.float32, bitcast=True)
+    return y
+
+
+@triton.jit
+def _shuffle_channel_sums(parts, part_ptr, c_part, t0, L, K: tl.constexpr, FIRST: tl.constexpr, BOTH: tl.constexpr,
+                          T: tl.constexpr, BLOCK_D: tl.constexpr, INTERP: tl.constexpr):
+    """``_store_channel_sums`` (no padding, one lane per channel, BLOCK_D = 32 channels on the 32 lanes
+    of one warp, K*T a multiple of 32) in fp32 by a transposing butterfly: the K*T values v[p*T + k] of each lane
+    halve in 5 rounds, round o = 16, 8, .., 1 pairing v[i] with v[i + m/2] (m values left): a lane with bit o set
+    keeps the upper one, sends the lower one to the lane across bit o and adds what that lane sends. One shuffle and
+    one add per value removed (a ``tl.sum`` butterfly takes 5 of each per value), exact fp32 adds; lane l ends with
+    the sums over the 32 lanes of v[f + R*l], f < R = K*T/32."""
+    vals = ()
+    for p in tl.static_range(K):
+        cols = _columns(parts[p], T)
+        for k in tl.static_range(T):
+            vals = vals + (cols[k],)
+    lane = _lane_id(tl.arange(0, BLOCK_D), INTERP)
+    for r in tl.static_range(5):
+        upper = (lane & (16 >> r)) != 0
+        kept = ()
+        for i in tl.static_range((K * T) // (2 << r)):
+            hi = vals[i + (K * T) // (2 << r)]
+            send = tl.where(upper, vals[i], hi)
+            kept = kept + (tl.where(upper, hi, vals[i]) + _lane_xor(send, 16 >> r, INTERP),)
+        vals = kept
+    R: tl.constexpr = (K * T) // 32
+    for f in tl.static_range(R):
+        idx = f + R * lane
+        p = FIRST + idx // T
+        t = t0 + idx % T
+        if BOTH:
+            offs = (p % 2) * c_part + (p // 2) * L + t
+        else:
+            offs = p * L + t
+        tl.store(part_ptr + offs, vals[f], mask=t < L)
+
+
+@triton.jit
 def _store_channel_sums(parts, part_ptr, c_part, t0, L, K: tl.constexpr, FIRST: tl.constexpr, N_PARTS: tl.constexpr,
                         BOTH: tl.constexpr, T: tl.constexpr, BLOCK_D: tl.constexpr, INTERP: tl.constexpr,
                         EXACT: tl.constexpr, S: tl.constexpr = 1, NJ: tl.constexpr = 1):
@@ -624,13 +685,13 @@ def _thread_bwd_tile(h_start, g, acc, t0, L, dmask, pid_b, grp, n_groups, dim,
                 b_kn = Bfix[n]
             a = _bwd_exp2(dt_cols[k] * A2[n], n, POLY)
             G = G_n + c_kn * dy_cols[k]
-            gah = G * a * h_prev
+            G_n = a * G  # the carry to the step before, and a factor of the dA term G a h_prev
+            gah = G_n * h_prev
             dA_n += gah * dt_cols[k]
             gAh_c = (gah * A2[n],) + gAh_c
             gB_c = (G * b_kn,) + gB_c
             dB_c = (G * dtu_cols[k],) + dB_c
             dC_c = (hs[k][n] * dy_cols[k],) + dC_c
-            G_n = a * G
         gn = gn + (G_n,)
         dAn = dAn + (dA_n,)
         new_gB = ()
@@ -666,10 +727,14 @@ def _thread_bwd_tile(h_start, g, acc, t0, L, dmask, pid_b, grp, n_groups, dim,
             dCn = dCn + (dCf_acc[n] + dCf_n,)
         if BC_DOT:  # a product per DOT_PARTS tiles (fewer live registers than one at the end)
             if ((n + 1) * PER_N) % DOT_PARTS == 0:
-                for _pad in tl.static_range(K_PARTS - DOT_PARTS):
-                    parts = parts + (tl.zeros((dmask.shape[0], W), tl.float32),)
-                _store_channel_sums(parts, part_ptr, c_part, t0, L, K_PARTS, (n + 1) * PER_N - DOT_PARTS,
-                                    DOT_PARTS, B_VAR and C_VAR, T, dmask.shape[0], INTERP, BC_DOT == 2, S, NJ)
+                if BC_DOT == 3:
+                    _shuffle_channel_sums(parts, part_ptr, c_part, t0, L, DOT_PARTS, (n + 1) * PER_N - DOT_PARTS,
+                                          B_VAR and C_VAR, T, dmask.shape[0], INTERP)
+                else:
+                    for _pad in tl.static_range(K_PARTS - DOT_PARTS):
+                        parts = parts + (tl.zeros((dmask.shape[0], W), tl.float32),)
+                    _store_channel_sums(parts, part_ptr, c_part, t0, L, K_PARTS, (n + 1) * PER_N - DOT_PARTS,
+                                        DOT_PARTS, B_VAR and C_VAR, T, dmask.shape[0], INTERP, BC_DOT == 2, S, NJ)
                 parts = ()
     g = gn
     dA_acc = dAn
@@ -769,7 +834,7 @@ def _thread_bwd_kernel(
     B_VAR: tl.constexpr, C_VAR: tl.constexpr,
     BLOCK_D: tl.constexpr, NP: tl.constexpr, CHUNK: tl.constexpr, T: tl.constexpr, TM: tl.constexpr,
     BC_DOT: tl.constexpr = False, POLY: tl.constexpr = 0, INTERP: tl.constexpr = False, DOT_COLS: tl.constexpr = 0,
-    S: tl.constexpr = 1, STAGES: tl.constexpr = 0,
+    S: tl.constexpr = 1, STAGES: tl.constexpr = 0, EVEN_D: tl.constexpr = False,
 ):
     """Backward of the thread forward, one lane per channel (S lanes: see below): chunks last to first; per chunk
     the states are recomputed from the saved chunk-start state with the state at every tile start parked in a
@@ -779,7 +844,8 @@ def _thread_bwd_kernel(
     dB/dC are fp32 (batch, G, NP, L) accumulated with one atomic per element per program, or with BC_DOT
     per-program sums (``_store_channel_sums``) stored to ``part_ptr``: (batch, n_dblocks, NP, L) fp32 for dB, the
     same for dC at + ``c_part``, which the caller sums over each group's blocks; BC_DOT = 2 sums to fp32 accuracy
-    (more bf16 terms per value). POLY: see ``_thread_bwd_tile``.
+    (more bf16 terms per value); BC_DOT = 3 sums by a shuffle butterfly in fp32 (``_shuffle_channel_sums``: one
+    lane per channel, 32-channel programs, DOT_COLS a multiple of 32 or 0). POLY: see ``_thread_bwd_tile``.
 
     Sequence segments (program axis 2, ``chunks_per_seg`` chunks each, ``n_seg`` > 1): a program walks only its
     segment; its adjoint carry comes from the later segments' zero-carry carries and delta sums (``seg_g``
@@ -796,7 +862,7 @@ def _thread_bwd_kernel(
     loops (the backward one mapped to tiles last to first), so that Triton's pipeliner issues the loads of the next
     tiles as asynchronous copies to shared memory while a tile computes; B/C tiles are loaded as one block
     (``_bc_block``); the one-step tail runs in plain loops around them. Under the interpreter (INTERP, which cannot
-    run ``tl.range`` to a runtime bound) the same loops run as while loops."""
+    run ``tl.range`` to a runtime bound) the same loops run as while loops. EVEN_D: dim is a multiple of BLOCK_D."""
     tl.static_assert(STAGES == 0 or T == TM, "STAGES: whole B/C tiles (T = TM)")
     tl.static_assert(S == 1 or BC_DOT != 0 or not (B_VAR or C_VAR), "S lanes per channel: variable dB/dC need BC_DOT")
     NJ: tl.constexpr = NP // S
@@ -806,6 +872,8 @@ def _thread_bwd_kernel(
     d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     lane = tl.arange(0, S)
     dmask = d < dim
+    if EVEN_D:  # dim a multiple of BLOCK_D: a constant mask, so that full tiles compile without selects
+        dmask = tl.full((BLOCK_D,), 1, tl.int1)
     dmask_s = _per_state(dmask, S)
     grp = (pid_d * BLOCK_D) // group_size
 

@@ -35,6 +35,10 @@ CASES = [
     ("thread_dot_stages3", 16, "var", "var", torch.float32, 1, 32, 37),
     ("thread_dot_stages3", 5, "group", "group", torch.bfloat16, 2, 64, 41),
     ("thread_dot_split2_stages3", 16, "var", "var", torch.bfloat16, 1, 32, 37),
+    ("thread_shfl_stages3", 16, "var", "var", torch.float32, 1, 32, 37),
+    ("thread_shfl_stages3", 16, "group", "group", torch.bfloat16, 2, 64, 41),
+    ("thread_shfl_stages3", 5, "var", "var", torch.bfloat16, 1, 32, 21),  # 8 states: falls back on the product
+    ("thread_shfl_g32_stages3", 16, "var", "var", torch.float32, 1, 32, 37),
 ]
 TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 2e-2}  # max |error| / max |reference gradient|
 
@@ -62,8 +66,11 @@ def test_bwd_variant_gradients_match_reference(monkeypatch, variant, dstate, b_f
         err = (grad.float() - ref).abs().max().item() / ref.abs().max().item()
         assert err < TOLERANCE[dtype], f"d{name}: relative error {err:.2e}"
     # fp32 dB/dC: the exact (4-term) channel sums; 2 terms (16 bits) miss the 1e-5 above
+    # (shuffle: exact fp32 butterfly sums where 32 channels x 16 states fit it)
     exact = variant_cfg.bc_dot and dtype == torch.float32
-    assert len(bwd_spy.launches) == 1 and bwd_spy.launches[0]["BC_DOT"] == variant_cfg.bc_dot + exact
+    shuffled = variant_cfg.shuffle and dstate == 16 and b_form != "fixed" and c_form != "fixed"
+    bc_dot = 3 if shuffled else variant_cfg.bc_dot + exact
+    assert len(bwd_spy.launches) == 1 and bwd_spy.launches[0]["BC_DOT"] == bc_dot
     assert bwd_spy.launches[0]["DOT_COLS"] == variant_cfg.dot_cols
     assert bwd_spy.launches[0]["STAGES"] == variant_cfg.stages
     assert bwd_spy.launches[0]["S"] == variant_cfg.lanes and bwd_spy.launches[0]["BLOCK_D"] == 32 // variant_cfg.lanes
@@ -75,7 +82,7 @@ def test_bwd_variants_are_registered_with_the_default_forward():
     for name in THREAD_BWD_VARIANTS:
         assert KERNEL_PAIRS[f"bwd_{name}"] == (KERNEL_PAIRS["auto"][0], name)
         assert f"bwd_{name}" in sst.IMPLS
-    assert KERNEL_PAIRS["auto"] == ("thread_split2_stages3_seg", "thread_dot_stages3")
+    assert KERNEL_PAIRS["auto"] == ("thread_split2_stages3_seg", "thread_shfl_g32_stages3")
 
 
 @pytest.mark.parametrize("batch,dim,seqlen,n_seg", [
