@@ -63,7 +63,7 @@ for section in "$@"; do
     upstream)  # vs mamba_ssm's CUDA kernel: builds its bf16 kernels from the sdist in .upstream/ (~75 s), then the table
       run 500 upstream.log python3 benchmarks/upstream_scan.py --source "$(ls .upstream/mamba_ssm-*.tar.gz | head -1)" ;;
     kernel-bwd-fb)  # fwd+bwd of "auto" against backward variants, round-robin (~3 min)
-      run 400 kernel_bwd_fb.log python3 benchmarks/scan.py --ab --fb --only bwd_thread_dot_stages3,bwd_thread_shfl_stages3 ;;
+      run 400 kernel_bwd_fb.log python3 benchmarks/scan.py --ab --fb --only bwd_thread_dot_stages3,bwd_thread_shfl_g32_atomic_stages3 ;;
     kernel-bwd-sweep)  # the default forward + thread_dot backward over chunks and segment counts (~5.5 min)
       nvidia-smi -L
       run 450 kernel_bwd_sweep.log python3 benchmarks/scan.py --bwd-sweep ;;

@@ -680,9 +680,11 @@ def sass_bwd(args):
     thread = dict(BLOCK_D=32, T=2, TM=2, BC_DOT=False, POLY=0, INTERP=False, DOT_COLS=0, S=1, STAGES=0)
     kernels.append(("thread", stt._thread_bwd_kernel, thread, False, 1, 2.0))
     compiled = set()
-    for name, (bc_dot, f32, poly, _, tile, dot_cols, lanes, stages, shuffle) in sst.THREAD_BWD_VARIANTS.items():
+    for name, (bc_dot, f32, poly, _, tile, dot_cols, lanes, stages, shuffle, atomic) in \
+            sst.THREAD_BWD_VARIANTS.items():
         tile = tile or 2
-        bc_dot = 3 if shuffle and lanes == 1 else bc_dot  # var B/C, 16 states, 32 channels: the butterfly fits
+        if shuffle and lanes == 1:  # var B/C, 16 states, 32 channels: the butterfly fits
+            bc_dot = 4 if atomic else 3
         if (bc_dot, f32, poly, tile, dot_cols, lanes, stages) not in compiled:  # segments do not change the kernel
             compiled.add((bc_dot, f32, poly, tile, dot_cols, lanes, stages))
             # a thread walks `tile` steps of 1/lanes of a channel: tile/lanes channel-steps

@@ -558,6 +558,8 @@ class ThreadBwdVariant(NamedTuple):
     stages: int = 0  # > 0: full-tile loops as tl.range(num_stages=stages) (Triton software-pipelined loads)
     shuffle: bool = False  # bc_dot's channel sums by a transposing shuffle butterfly, exact fp32 (BC_DOT = 3),
     # where it fits: one lane per channel, 32-channel one-warp programs, variable B and C, 16 states
+    atomic: bool = False  # with shuffle: the sums added to dB/dC by relaxed fp32 atomics (BC_DOT = 4), no per-program
+    # partials to write, read and sum (less memory; the order of the adds, so the last bits, varies run to run)
 
 
 # Variants of the thread backward, each paired with the default forward as _impl "bwd_<name>"; "auto" uses
@@ -596,7 +598,9 @@ THREAD_BWD_VARIANTS = {
     "thread_dot_stages4": ThreadBwdVariant(True, True, stages=4),
     "thread_dot_split2_stages3": ThreadBwdVariant(True, True, lanes=2, stages=3),
     "thread_shfl_stages3": ThreadBwdVariant(True, True, stages=3, shuffle=True),
-    "thread_shfl_g32_stages3": ThreadBwdVariant(True, True, dot_cols=32, stages=3, shuffle=True)}
+    "thread_shfl_g32_stages3": ThreadBwdVariant(True, True, dot_cols=32, stages=3, shuffle=True),
+    "thread_shfl_g32_atomic_stages3": ThreadBwdVariant(True, True, dot_cols=32, stages=3, shuffle=True,
+                                                       atomic=True)}
 # Segments of the thread backward variants: none from THREAD_BWD_MIN_PROGRAMS_PER_SM one-warp programs per SM up,
 # else about THREAD_BWD_WARPS_PER_SM per SM, each segment at least THREAD_BWD_MIN_SEG_CHUNKS chunks long. H100,
 # fwd+bwd ms at CHUNK 64 (benchmarks/README.md, --bwd-sweep): (8, 2048, 2048, 16), 3.9 programs per SM: 4.01
@@ -864,7 +868,7 @@ def _backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
     np2, n_chunks = states.shape[-1], states.shape[2]
     Bg, b_var, Cg, c_var, n_groups = _grouped_bc(B, C)
     variant = THREAD_BWD_VARIANTS.get(impl)
-    bc_dot, fp32_bc, poly, n_seg, variant_tile, dot_cols, lanes, stages, shuffle = (
+    bc_dot, fp32_bc, poly, n_seg, variant_tile, dot_cols, lanes, stages, shuffle, atomic = (
         variant or ThreadBwdVariant(False, False, n_seg=1))
     if variant is not None:
         impl = "thread"
@@ -882,7 +886,8 @@ def _backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
                 lanes = 1
         num_warps = num_warps or (picked_warps if lanes == 1 else max(1, block_d * lanes // 32))
         if bc_dot and shuffle and lanes == 1 and block_d == 32 and num_warps == 1 and b_var and c_var and np2 == 16:
-            bc_dot, dot_cols = 3, dot_cols if dot_cols % 32 == 0 else 0  # 32 values per lane per product
+            bc_dot = 4 if atomic else 3
+            dot_cols = dot_cols if dot_cols % 32 == 0 else 0  # 32 values per lane per butterfly
     else:
         block_d, _, num_warps = _pick_config(impl, batch, dim, seqlen, np2, dim // n_groups, u.device, block_d,
                                              chunk, num_warps, backward=True)
@@ -895,9 +900,10 @@ def _backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
     ddelta = torch.empty(batch, dim, seqlen, device=dev, dtype=delta.dtype)
     dz = torch.empty(batch, dim, seqlen, device=dev, dtype=z.dtype) if z is not None else du
     dA = torch.empty(rows, dim, np2, device=dev, dtype=f32)
-    dB = (torch.zeros(batch, n_groups, np2, seqlen, device=dev, dtype=f32) if b_var and not bc_dot
+    partials = bc_dot in (1, 2, 3)  # variable dB/dC summed per program, then over the programs by torch
+    dB = (torch.zeros(batch, n_groups, np2, seqlen, device=dev, dtype=f32) if b_var and not partials
           else torch.empty(rows, dim, np2, device=dev, dtype=f32))
-    dC = (torch.zeros(batch, n_groups, np2, seqlen, device=dev, dtype=f32) if c_var and not bc_dot
+    dC = (torch.zeros(batch, n_groups, np2, seqlen, device=dev, dtype=f32) if c_var and not partials
           else torch.empty(rows, dim, np2, device=dev, dtype=f32))
     dD = torch.empty(rows, dim, device=dev, dtype=f32) if D is not None else dA
     dbias = torch.empty(rows, dim, device=dev, dtype=f32) if delta_bias is not None else dA
@@ -931,15 +937,15 @@ def _backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
                 SOFTPLUS=bool(delta_softplus), B_VAR=b_var, C_VAR=c_var, BLOCK_D=block_d, NP=np2, CHUNK=chunk,
                 T=tile, TM=tile, POLY=min(poly, np2), num_warps=num_warps)
         # BC_DOT: per-program channel sums of variable dB/dC, (dB if var, dC if var) x (batch, blocks, NP, L) fp32
-        parts = (torch.empty(b_var + c_var, batch, grid[1], np2, seqlen, device=dev, dtype=f32) if bc_dot
+        parts = (torch.empty(b_var + c_var, batch, grid[1], np2, seqlen, device=dev, dtype=f32) if partials
                  else scratch)
-        c_part = parts[0].numel() if bc_dot and b_var else 0  # dC's partials follow dB's
+        c_part = parts[0].numel() if partials and b_var else 0  # dC's partials follow dB's
         _thread_bwd_kernel[(*grid, n_seg)](
             u, delta, A, Bt, Ct, *inputs[5:], scratch, *grads, dim, seqlen, n_chunks, dim // n_groups, dstate,
             n_groups, *strides, parts, c_part, seg_g, seg_dt, chunks_per_seg, n_seg, T=tile, TM=tile, BC_DOT=bc_dot,
             POLY=min(poly, np2 // lanes), INTERP=triton_interpreting(), DOT_COLS=dot_cols,
             S=lanes, STAGES=stages, EVEN_D=dim % block_d == 0, **flags)
-        if bc_dot:  # sum each group's blocks
+        if partials:  # sum each group's blocks
             sums = parts.unflatten(2, (n_groups, grid[1] // n_groups)).sum(3)
             dB = sums[0] if b_var else dB
             dC = sums[int(b_var)] if c_var else dC

@@ -458,9 +458,10 @@ def _lane_xor(x, o: tl.constexpr, INTERP: tl.constexpr):
 
 
 @triton.jit
-def _shuffle_channel_sums(parts, part_ptr, c_part, t0, L, K: tl.constexpr, FIRST: tl.constexpr, BOTH: tl.constexpr,
-                          T: tl.constexpr, BLOCK_D: tl.constexpr, INTERP: tl.constexpr):
-    """``_store_channel_sums`` (no padding, one lane per channel, BLOCK_D = 32 channels on the 32 lanes
+def _shuffle_channel_sums(parts, b_ptr, c_ptr, t0, L, K: tl.constexpr, FIRST: tl.constexpr, BOTH: tl.constexpr,
+                          T: tl.constexpr, BLOCK_D: tl.constexpr, INTERP: tl.constexpr, ATOMIC: tl.constexpr):
+    """``_store_channel_sums`` with dB's rows at ``b_ptr`` and dC's at ``c_ptr`` (ATOMIC: added to them by
+    relaxed fp32 atomics, else stored) (no padding, one lane per channel, BLOCK_D = 32 channels on the 32 lanes
     of one warp, K*T a multiple of 32) in fp32 by a transposing butterfly: the K*T values v[p*T + k] of each lane
     halve in 5 rounds, round o = 16, 8, .., 1 pairing v[i] with v[i + m/2] (m values left): a lane with bit o set
     keeps the upper one, sends the lower one to the lane across bit o and adds what that lane sends. One shuffle and
@@ -486,10 +487,13 @@ def _shuffle_channel_sums(parts, part_ptr, c_part, t0, L, K: tl.constexpr, FIRST
         p = FIRST + idx // T
         t = t0 + idx % T
         if BOTH:
-            offs = (p % 2) * c_part + (p // 2) * L + t
+            ptrs = tl.where(p % 2 == 0, b_ptr, c_ptr) + (p // 2) * L + t
         else:
-            offs = p * L + t
-        tl.store(part_ptr + offs, vals[f], mask=t < L)
+            ptrs = b_ptr + p * L + t
+        if ATOMIC:
+            tl.atomic_add(ptrs, vals[f], mask=t < L, sem="relaxed")
+        else:
+            tl.store(ptrs, vals[f], mask=t < L)
 
 
 @triton.jit
@@ -727,9 +731,15 @@ def _thread_bwd_tile(h_start, g, acc, t0, L, dmask, pid_b, grp, n_groups, dim,
             dCn = dCn + (dCf_acc[n] + dCf_n,)
         if BC_DOT:  # a product per DOT_PARTS tiles (fewer live registers than one at the end)
             if ((n + 1) * PER_N) % DOT_PARTS == 0:
-                if BC_DOT == 3:
-                    _shuffle_channel_sums(parts, part_ptr, c_part, t0, L, DOT_PARTS, (n + 1) * PER_N - DOT_PARTS,
-                                          B_VAR and C_VAR, T, dmask.shape[0], INTERP)
+                if BC_DOT == 4:  # straight into dB/dC, (batch, G, NP, L)
+                    rows = (pid_b * n_groups + grp) * NP * L
+                    _shuffle_channel_sums(parts, dB_ptr + rows, dC_ptr + rows, t0, L, DOT_PARTS,
+                                          (n + 1) * PER_N - DOT_PARTS, B_VAR and C_VAR, T, dmask.shape[0], INTERP,
+                                          True)
+                elif BC_DOT == 3:
+                    _shuffle_channel_sums(parts, part_ptr, part_ptr + c_part, t0, L, DOT_PARTS,
+                                          (n + 1) * PER_N - DOT_PARTS, B_VAR and C_VAR, T, dmask.shape[0], INTERP,
+                                          False)
                 else:
                     for _pad in tl.static_range(K_PARTS - DOT_PARTS):
                         parts = parts + (tl.zeros((dmask.shape[0], W), tl.float32),)
@@ -845,7 +855,9 @@ def _thread_bwd_kernel(
     per-program sums (``_store_channel_sums``) stored to ``part_ptr``: (batch, n_dblocks, NP, L) fp32 for dB, the
     same for dC at + ``c_part``, which the caller sums over each group's blocks; BC_DOT = 2 sums to fp32 accuracy
     (more bf16 terms per value); BC_DOT = 3 sums by a shuffle butterfly in fp32 (``_shuffle_channel_sums``: one
-    lane per channel, 32-channel programs, DOT_COLS a multiple of 32 or 0). POLY: see ``_thread_bwd_tile``.
+    lane per channel, 32-channel programs, DOT_COLS a multiple of 32 or 0), BC_DOT = 4 the same added to dB/dC
+    ((batch, G, NP, L) fp32, zeroed) by relaxed atomics instead of stored as partials. POLY: see
+    ``_thread_bwd_tile``.
 
     Sequence segments (program axis 2, ``chunks_per_seg`` chunks each, ``n_seg`` > 1): a program walks only its
     segment; its adjoint carry comes from the later segments' zero-carry carries and delta sums (``seg_g``

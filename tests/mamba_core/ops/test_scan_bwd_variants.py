@@ -39,6 +39,8 @@ CASES = [
     ("thread_shfl_stages3", 16, "group", "group", torch.bfloat16, 2, 64, 41),
     ("thread_shfl_stages3", 5, "var", "var", torch.bfloat16, 1, 32, 21),  # 8 states: falls back on the product
     ("thread_shfl_g32_stages3", 16, "var", "var", torch.float32, 1, 32, 37),
+    ("thread_shfl_g32_atomic_stages3", 16, "var", "var", torch.float32, 1, 64, 37),  # two programs add
+    ("thread_shfl_g32_atomic_stages3", 16, "group", "group", torch.bfloat16, 2, 64, 41),
 ]
 TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 2e-2}  # max |error| / max |reference gradient|
 
@@ -69,7 +71,7 @@ def test_bwd_variant_gradients_match_reference(monkeypatch, variant, dstate, b_f
     # (shuffle: exact fp32 butterfly sums where 32 channels x 16 states fit it)
     exact = variant_cfg.bc_dot and dtype == torch.float32
     shuffled = variant_cfg.shuffle and dstate == 16 and b_form != "fixed" and c_form != "fixed"
-    bc_dot = 3 if shuffled else variant_cfg.bc_dot + exact
+    bc_dot = (4 if variant_cfg.atomic else 3) if shuffled else variant_cfg.bc_dot + exact
     assert len(bwd_spy.launches) == 1 and bwd_spy.launches[0]["BC_DOT"] == bc_dot
     assert bwd_spy.launches[0]["DOT_COLS"] == variant_cfg.dot_cols
     assert bwd_spy.launches[0]["STAGES"] == variant_cfg.stages
