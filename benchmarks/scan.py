@@ -468,6 +468,7 @@ def _hot_loop_counts(sass_text):
 
 def sass(args):
     """Offline sm_90 compile of the thread forwards (no GPU): registers, spills, hot-loop instruction mix."""
+    from mamba_core.ops import selective_scan_triton_lanes as stl
     from mamba_core.ops import selective_scan_triton_thread as stt
 
     flags = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, B_VAR=True, C_VAR=True, NP=16,
@@ -481,11 +482,11 @@ def sass(args):
         if stages:  # the pipelined kernel's full pass, and the LOCAL pass of a segmenting variant
             for local in (True, False) if segs else (False,):
                 kernels.append((f"{impl}{(' LOCAL' if local else ' full') + ' pass' if segs else ''}",
-                                stt._thread_lanes_seg_fwd_kernel, dict(extra, STAGES=stages, INTERP=False,
+                                stl._thread_lanes_seg_fwd_kernel, dict(extra, STAGES=stages, INTERP=False,
                                                                        LOCAL=local, T=sst.PIPELINED_TILE),
                                 lanes, f32))
             continue
-        kernel = stt._thread_lanes_pf_fwd_kernel if prefetch else stt._thread_lanes_fwd_kernel
+        kernel = stl._thread_lanes_pf_fwd_kernel if prefetch else stl._thread_lanes_fwd_kernel
         kernels.append((impl, kernel, extra, lanes, f32))
     keys = ("MUFU.EX2", "MUFU.RCP", "FFMA", "FMUL", "FADD", "FMNMX", "SHF.L.U32", "PRMT", "LDG", "LDS", "LDGSTS",
             "STG")
@@ -669,7 +670,7 @@ def _hot_path_counts(sass_text):
 
 def sass_bwd(args):
     """Offline sm_90 compile of the backward kernels (no GPU): registers, spills, hot-path instruction mix."""
-    from mamba_core.ops import selective_scan_triton_thread as stt
+    from mamba_core.ops import selective_scan_triton_thread_bwd as sttb
 
     flags = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True, B_VAR=True, C_VAR=True, NP=16, CHUNK=16)
     # (name, kernel, constexprs, fp32 B/C, num_warps, channel-steps per thread on the hot path)
@@ -678,7 +679,7 @@ def sass_bwd(args):
     kernels = [("scan (auto)", sst._scan_bwd_kernel, dict(BLOCK_D=block_d), False, warps,
                 block_d * 16 / (32 * warps))]
     thread = dict(BLOCK_D=32, T=2, TM=2, BC_DOT=False, POLY=0, INTERP=False, DOT_COLS=0, S=1, STAGES=0)
-    kernels.append(("thread", stt._thread_bwd_kernel, thread, False, 1, 2.0))
+    kernels.append(("thread", sttb._thread_bwd_kernel, thread, False, 1, 2.0))
     compiled = set()
     for name, (bc_dot, f32, poly, _, tile, dot_cols, lanes, stages, shuffle, atomic) in \
             sst.THREAD_BWD_VARIANTS.items():
@@ -688,12 +689,12 @@ def sass_bwd(args):
         if (bc_dot, f32, poly, tile, dot_cols, lanes, stages) not in compiled:  # segments do not change the kernel
             compiled.add((bc_dot, f32, poly, tile, dot_cols, lanes, stages))
             # a thread walks `tile` steps of 1/lanes of a channel: tile/lanes channel-steps
-            kernels.append((name, stt._thread_bwd_kernel, dict(thread, BC_DOT=bc_dot, POLY=poly, T=tile, TM=tile,
+            kernels.append((name, sttb._thread_bwd_kernel, dict(thread, BC_DOT=bc_dot, POLY=poly, T=tile, TM=tile,
                                                                DOT_COLS=dot_cols, BLOCK_D=32 // lanes, S=lanes,
                                                                STAGES=stages, EVEN_D=True),
                             f32, 1, tile / lanes))
     carry = {k: v for k, v in thread.items() if k in ("BLOCK_D", "T", "TM", "POLY")}
-    kernels.append(("segment carry pass (all but the last segment)", stt._thread_bwd_carry_kernel, carry, True, 1,
+    kernels.append(("segment carry pass (all but the last segment)", sttb._thread_bwd_carry_kernel, carry, True, 1,
                     2.0))
     keys = ("MUFU.EX2", "FFMA", "FMUL", "FADD", "SHFL", "BAR", "RED/ATOM", "LDG", "LDGSTS", "STG", "LDS", "STS",
             "HMMA")

@@ -28,15 +28,13 @@ import triton.language as tl
 
 from .checks import KERNEL_DTYPES, check_scan_inputs, check_triton_tensors, triton_interpreting
 from .selective_scan_triton_common import channel_bias_and_d, softplus_fp32
-from .selective_scan_triton_thread import (
-    MAX_THREAD_DSTATE,
-    _thread_bwd_carry_kernel,
-    _thread_bwd_kernel,
-    _thread_fwd_kernel,
+from .selective_scan_triton_lanes import (
     _thread_lanes_fwd_kernel,
     _thread_lanes_pf_fwd_kernel,
     _thread_lanes_seg_fwd_kernel,
 )
+from .selective_scan_triton_thread import MAX_THREAD_DSTATE, _thread_fwd_kernel
+from .selective_scan_triton_thread_bwd import _thread_bwd_carry_kernel, _thread_bwd_kernel
 
 LOG2E = math.log2(math.e)
 MAX_DSTATE = 256
@@ -1013,12 +1011,13 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     """Selective scan with mamba_ssm ``selective_scan_fn`` semantics on the fused Triton kernels.
 
     Args are those of :func:`mamba_core.ops.selective_scan_ref`. Private overrides: ``_impl`` picks the kernels:
-    "thread" (one lane per channel, forward and backward, see ``selective_scan_triton_thread``), "thread_scan"
-    (thread forward, scan backward), "seq" (step-by-step recurrence), "scan" (``tl.associative_scan`` over
-    chunks), "auto" (the fastest pair measured: the "thread_split2_stages3_seg" forward variant, which splits thin
-    inputs into sequence segments, with the "thread_shfl_g32_stages3" backward; N > 16: "seq" forward, "scan"
-    backward) or one of the other thread-forward variants in ``THREAD_VARIANTS`` (lane split, software
-    exponentials, fp32 B/C, pipelined loads, segments), or "bwd_<name>": the default forward with a thread-backward
+    "thread" (one lane per channel, forward and backward, see ``selective_scan_triton_thread`` and
+    ``selective_scan_triton_thread_bwd``), "thread_scan" (thread forward, scan backward), "seq" (step-by-step
+    recurrence), "scan" (``tl.associative_scan`` over chunks), "auto" (the fastest pair measured: the
+    "thread_split2_stages3_seg" forward variant, which splits thin inputs into sequence segments, with the
+    "thread_shfl_g32_stages3" backward; N > 16: "seq" forward, "scan" backward) or one of the other thread-forward
+    variants in ``THREAD_VARIANTS`` (``selective_scan_triton_lanes``: lane split, software exponentials, fp32 B/C,
+    pipelined loads, segments), or "bwd_<name>": the default forward with a thread-backward
     variant of ``THREAD_BWD_VARIANTS``. The environment variable ``MAMBA_CORE_SCAN_IMPL`` replaces "auto", e.g.
     to fall back to "thread_scan".
     ``_block_d`` channels per program and ``_chunk`` steps per saved state (powers of two; the scan kernels need

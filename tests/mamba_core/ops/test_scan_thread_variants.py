@@ -14,7 +14,7 @@ import triton.language as tl
 import mamba_core.ops.selective_scan_triton as sst
 from mamba_core.ops.selective_scan_ref import selective_scan_ref
 from mamba_core.ops.selective_scan_triton import THREAD_VARIANTS, selective_scan_triton
-from mamba_core.ops.selective_scan_triton_thread import _exp2_fma
+from mamba_core.ops.selective_scan_triton_lanes import _exp2_fma
 from tests.mamba_core.scan_cases import (
     ARG_NAMES,
     DEVICE,
