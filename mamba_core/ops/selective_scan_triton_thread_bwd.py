@@ -204,17 +204,18 @@ def _lane_xor(x, o: tl.constexpr, INTERP: tl.constexpr):
 
 
 @triton.jit
-def _shuffle_channel_sums(parts, b_ptr, c_ptr, c_off, t0, L, K: tl.constexpr, FIRST: tl.constexpr,
-                          BOTH: tl.constexpr, T: tl.constexpr, BLOCK_D: tl.constexpr, INTERP: tl.constexpr,
-                          ATOMIC: tl.constexpr):
-    """``_store_channel_sums`` with dB's rows at ``b_ptr`` and dC's at ``c_ptr`` (ATOMIC: added to them by relaxed
-    fp32 atomics), else stored at ``b_ptr`` and ``b_ptr + c_off`` (no padding, one lane per channel, BLOCK_D = 32
-    channels on the 32 lanes
-    of one warp, K*T a multiple of 32) in fp32 by a transposing butterfly: the K*T values v[p*T + k] of each lane
-    halve in 5 rounds, round o = 16, 8, .., 1 pairing v[i] with v[i + m/2] (m values left): a lane with bit o set
-    keeps the upper one, sends the lower one to the lane across bit o and adds what that lane sends. One shuffle and
-    one add per value removed (a ``tl.sum`` butterfly takes 5 of each per value), exact fp32 adds; lane l ends with
-    the sums over the 32 lanes of v[f + R*l], f < R = K*T/32."""
+def _shuffle_channel_sums(parts, b_ptr, c_ptr, c_off, t0, L, K: tl.constexpr, FIRST: tl.constexpr, T: tl.constexpr,
+                          BLOCK_D: tl.constexpr, INTERP: tl.constexpr, ATOMIC: tl.constexpr):
+    """``_store_channel_sums`` of dB and dC (BOTH; no padding) in fp32 by a transposing shuffle butterfly, for one
+    lane per channel with BLOCK_D = 32 channels on the 32 lanes of one warp and K*T a multiple of 32. The sums of dB
+    are stored at ``b_ptr`` and those of dC at ``b_ptr + c_off``, or with ATOMIC added to dB's rows at ``b_ptr``
+    and dC's at ``c_ptr`` by relaxed fp32 atomics. (The stored form keeps the offset, not a pointer select: the
+    select changes the compiled default backward, 244 -> 255 registers, and was not timed.)
+
+    The K*T values v[p*T + k] of each lane halve in 5 rounds, round o = 16, 8, .., 1 pairing v[i] with v[i + m/2]
+    (m values left): a lane with bit o set keeps the upper one, sends the lower one to the lane across bit o and
+    adds what that lane sends. One shuffle and one add per value removed (a ``tl.sum`` butterfly takes 5 of each per
+    value), exact fp32 adds; lane l ends with the sums over the 32 lanes of v[f + R*l], f < R = K*T/32."""
     vals = ()
     for p in tl.static_range(K):
         cols = _columns(parts[p], T)
@@ -235,17 +236,9 @@ def _shuffle_channel_sums(parts, b_ptr, c_ptr, c_off, t0, L, K: tl.constexpr, FI
         p = FIRST + idx // T
         t = t0 + idx % T
         if ATOMIC:
-            if BOTH:
-                ptrs = tl.where(p % 2 == 0, b_ptr, c_ptr) + (p // 2) * L + t
-            else:
-                ptrs = b_ptr + p * L + t
-            tl.atomic_add(ptrs, vals[f], mask=t < L, sem="relaxed")
+            tl.atomic_add(tl.where(p % 2 == 0, b_ptr, c_ptr) + (p // 2) * L + t, vals[f], mask=t < L, sem="relaxed")
         else:
-            if BOTH:
-                offs = (p % 2) * c_off + (p // 2) * L + t
-            else:
-                offs = p * L + t
-            tl.store(b_ptr + offs, vals[f], mask=t < L)
+            tl.store(b_ptr + ((p % 2) * c_off + (p // 2) * L + t), vals[f], mask=t < L)
 
 
 @triton.jit
@@ -488,15 +481,15 @@ def _thread_bwd_tile(h_start, g, acc, t0, L, dmask, pid_b, grp, n_groups, dim,
             dCn = dCn + (dCf_acc[n] + dCf_n,)
         if BC_DOT:  # a product per DOT_PARTS tiles (fewer live registers than one at the end)
             if ((n + 1) * PER_N) % DOT_PARTS == 0:
-                if BC_DOT == 4:  # straight into dB/dC, (batch, G, NP, L)
+                if BC_DOT >= 3:  # 3: this program's partials; 4: straight into dB/dC, (batch, G, NP, L)
+                    tl.static_assert(B_VAR and C_VAR, "shuffle sums: variable B and C")
                     rows = (pid_b * n_groups + grp) * NP * L
-                    _shuffle_channel_sums(parts, dB_ptr + rows, dC_ptr + rows, 0, t0, L, DOT_PARTS,
-                                          (n + 1) * PER_N - DOT_PARTS, B_VAR and C_VAR, T, dmask.shape[0], INTERP,
-                                          True)
-                elif BC_DOT == 3:
-                    _shuffle_channel_sums(parts, part_ptr, part_ptr, c_part, t0, L, DOT_PARTS,
-                                          (n + 1) * PER_N - DOT_PARTS, B_VAR and C_VAR, T, dmask.shape[0], INTERP,
-                                          False)
+                    if BC_DOT == 4:
+                        b_sums, c_sums, c_off = dB_ptr + rows, dC_ptr + rows, 0
+                    else:
+                        b_sums, c_sums, c_off = part_ptr, part_ptr, c_part
+                    _shuffle_channel_sums(parts, b_sums, c_sums, c_off, t0, L, DOT_PARTS, (n + 1) * PER_N - DOT_PARTS,
+                                          T, dmask.shape[0], INTERP, BC_DOT == 4)
                 else:
                     for _pad in tl.static_range(K_PARTS - DOT_PARTS):
                         parts = parts + (tl.zeros((dmask.shape[0], W), tl.float32),)
