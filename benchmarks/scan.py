@@ -265,21 +265,12 @@ def bench(args):
     if args.rows:
         shapes = [shapes[int(i)] for i in args.rows.split(",")]
     for batch, seqlen, dim, dstate in [(1, 40, 4, 16)] if SMOKE else shapes:
-        mem = torch.cuda if not SMOKE else _NoMem()
-        mem.empty_cache()
         inp = make_inputs(batch, dim, seqlen, dstate, torch.bfloat16)
-        base = mem.memory_allocated()
-        mem.reset_peak_memory_stats()
         with torch.no_grad():
-            call(selective_scan_triton, inp)
-        mem_fwd = (mem.max_memory_allocated() - base) / 2**30
-        with torch.no_grad():
+            mem_fwd = peak_extra_gib(lambda inp=inp: call(selective_scan_triton, inp))
             fwd = bench_ms(lambda inp=inp: call(selective_scan_triton, inp))
         fb_fn = fwd_bwd_fn(inp)
-        mem.reset_peak_memory_stats()
-        base = mem.memory_allocated()
-        fb_fn()
-        mem_fb = (mem.max_memory_allocated() - base) / 2**30
+        mem_fb = peak_extra_gib(fb_fn)
         fb = bench_ms(fb_fn, rep=50)
         min_bytes = 2 * (4 * batch * dim * seqlen + 2 * batch * dstate * seqlen)  # u, delta, z, y; B, C
         floor = max(min_bytes / HBM_BYTES_PER_S, batch * seqlen * dim * dstate / exp_rate) * 1e3
@@ -295,19 +286,16 @@ def bench(args):
         del inp, fb_fn
 
 
-class _NoMem:
-    """Stand-in for torch.cuda's memory counters in --smoke runs."""
-
-    def memory_allocated(self):
-        return 0
-
-    max_memory_allocated = memory_allocated
-
-    def reset_peak_memory_stats(self):
-        pass
-
-    def empty_cache(self):
-        pass
+def peak_extra_gib(fn):
+    """GiB that one call of ``fn`` allocates at its peak beyond what was allocated before it (0 in --smoke runs)."""
+    if SMOKE:
+        fn()
+        return 0.0
+    torch.cuda.empty_cache()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    fn()
+    return (torch.cuda.max_memory_allocated() - base) / 2**30
 
 
 def decode(args):

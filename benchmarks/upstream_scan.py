@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch.utils import cpp_extension
 
-from benchmarks.scan import ARGS, bench_ms, call, fwd_bwd_fn, make_inputs
+from benchmarks.scan import ARGS, bench_ms, call, fwd_bwd_fn, make_inputs, peak_extra_gib
 from mamba_core.ops import selective_scan_ref
 from mamba_core.ops.selective_scan_triton import selective_scan_triton
 
@@ -146,14 +146,6 @@ def cross_check(upstream):
 
 SHAPES = [(8, 2048, 2048, 16), (8, 2048, 8192, 16), (1, 65536, 2048, 16), (1, 1048576, 256, 16),
           (64, 1024, 1536, 16)]
-
-
-def peak_extra_gib(fn):
-    torch.cuda.empty_cache()
-    base = torch.cuda.memory_allocated()
-    torch.cuda.reset_peak_memory_stats()
-    fn()
-    return (torch.cuda.max_memory_allocated() - base) / 2**30
 
 
 def compare(upstream, rows):
