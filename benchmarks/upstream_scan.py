@@ -68,7 +68,9 @@ def build(source: Path, build_dir: Path):
     src = build_dir / "src"
     src.mkdir(parents=True, exist_ok=True)
     if source.is_dir():
-        csrc = next(source.rglob("csrc/selective_scan"))
+        csrc = next(source.rglob("csrc/selective_scan"), None)
+        if csrc is None:
+            raise SystemExit(f"{source}: no csrc/selective_scan in this tree; is it mamba_ssm's source?")
     else:
         with tarfile.open(source) as tar:
             members = [m for m in tar.getmembers() if "/csrc/selective_scan/" in m.name and m.isfile()]

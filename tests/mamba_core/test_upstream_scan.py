@@ -38,6 +38,8 @@ def test_an_archive_without_the_kernels_is_refused(tmp_path):
         tar.addfile(info, io.BytesIO(b"hi"))
     with pytest.raises(SystemExit, match="not_mamba.tar.gz: no csrc/selective_scan"):
         upstream_scan.build(archive, tmp_path / "build")
+    with pytest.raises(SystemExit, match="no csrc/selective_scan in this tree"):  # a source tree without them
+        upstream_scan.build(tmp_path, tmp_path / "build")
 
 
 class ReferenceExtension:
