@@ -17,6 +17,17 @@ else
   export PYTHONPATH=$PWD
 fi
 export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0
+BWD_FB_DEFAULT=bwd_thread_shfl_g32_stages3,bwd_thread_shfl_g32_atomic_stages3/64,bwd_thread_shfl_g32_atomic_stages3/16
+NCU_BWD_METRICS=gpu__time_duration.sum,launch__registers_per_thread,sm__warps_active.avg.per_cycle_active,\
+smsp__issue_active.avg.pct_of_peak_sustained_active,smsp__inst_executed.sum,\
+lts__t_sectors.avg.pct_of_peak_sustained_elapsed,lts__t_bytes.sum,lts__t_sector_hit_rate.pct,\
+l1tex__t_bytes.sum,l1tex__t_sector_hit_rate.pct,l1tex__throughput.avg.pct_of_peak_sustained_active,\
+dram__throughput.avg.pct_of_peak_sustained_elapsed,dram__bytes_read.sum,dram__bytes_write.sum,\
+smsp__average_warps_issue_stalled_long_scoreboard_per_issue_active.ratio,\
+smsp__average_warps_issue_stalled_short_scoreboard_per_issue_active.ratio,\
+smsp__average_warps_issue_stalled_mio_throttle_per_issue_active.ratio,\
+smsp__average_warps_issue_stalled_lg_throttle_per_issue_active.ratio,\
+smsp__average_warps_issue_stalled_wait_per_issue_active.ratio
 run() {  # run <seconds> <log> <command...>
   local limit=$1 log=$2; shift 2
   echo "### $(date +%T) [$limit s] $*" | tee -a "$OUT/$log"
@@ -62,8 +73,27 @@ for section in "$@"; do
       run 300 kernel_bwd_variants.log python3 benchmarks/scan.py --bwd-variants ;;
     upstream)  # vs mamba_ssm's CUDA kernel: builds its bf16 kernels from the sdist in .upstream/ (~75 s), then the table
       run 500 upstream.log python3 benchmarks/upstream_scan.py --source "$(ls .upstream/mamba_ssm-*.tar.gz | head -1)" ;;
-    kernel-bwd-fb)  # fwd+bwd of "auto" against backward variants, round-robin (~3 min)
-      run 400 kernel_bwd_fb.log python3 benchmarks/scan.py --ab --fb --only bwd_thread_dot_stages3,bwd_thread_shfl_g32_atomic_stages3 ;;
+    kernel-bwd-fb)  # fwd+bwd of "auto" against backward variants, round-robin (~3 min once compiled)
+      run 400 kernel_bwd_fb.log python3 benchmarks/scan.py --ab --fb --only "${BWD_FB:-$BWD_FB_DEFAULT}" ;;
+    kernel-bwd-warm)  # compile the kernel-bwd-fb variants side by side (one process each), for the shapes it times
+      for v in auto $(echo "${BWD_FB:-$BWD_FB_DEFAULT}" | tr , ' '); do
+        for shape in 8,512,2048,16 1,16384,2048,16; do
+          chunk=(); [ "${v#*/}" != "$v" ] && chunk=(--chunk "${v#*/}")
+          run 300 kernel_bwd_warm.log python3 benchmarks/scan_profile.py --impl "${v%%/*}" "${chunk[@]}" --backward \
+            --shape $shape --repeats 1 >/dev/null &
+        done
+      done
+      wait ;;
+    kernel-ncu-bwd)  # Nsight Compute: memory and issue metrics of our backward kernel and upstream's, 3 shapes
+      for shape in 8,2048,2048,16 8,2048,8192,16 64,1024,1536,16; do
+        for who in ours upstream; do
+          extra=(); [ $who = upstream ] && extra=(--upstream "$(ls .upstream/mamba_ssm-*.tar.gz | head -1)")
+          echo "## $shape $who" >> "$OUT/ncu_bwd.log"
+          run 150 ncu_bwd.log ncu --kernel-name regex:'_thread_bwd_kernel|selective_scan_bwd' --launch-skip 1 \
+            --launch-count 1 --metrics "$NCU_BWD_METRICS" python3 benchmarks/scan_profile.py --backward \
+            --shape $shape --repeats 2 "${extra[@]}"
+        done
+      done ;;
     kernel-bwd-sweep)  # the default forward + thread_dot backward over chunks and segment counts (~5.5 min)
       nvidia-smi -L
       run 450 kernel_bwd_sweep.log python3 benchmarks/scan.py --bwd-sweep ;;

@@ -203,6 +203,13 @@ def bench_ms(fn, rep=100):
     return triton.testing.do_bench(fn, warmup=10, rep=rep)
 
 
+def settled_ms(fn, rep=100):
+    """The lower of two ``bench_ms``: a process's first timing of the forward at (8, 2048, 2048, 16) read 0.44-0.50
+    ms where every later one reads 0.29 (H100 runs 11 and 12, also with a 100 ms warm-up), so a one-shot table
+    times it twice."""
+    return min(bench_ms(fn, rep), bench_ms(fn, rep))
+
+
 def sync():
     if not SMOKE:
         torch.cuda.synchronize()
@@ -268,7 +275,7 @@ def bench(args):
         inp = make_inputs(batch, dim, seqlen, dstate, torch.bfloat16)
         with torch.no_grad():
             mem_fwd = peak_extra_gib(lambda inp=inp: call(selective_scan_triton, inp))
-            fwd = bench_ms(lambda inp=inp: call(selective_scan_triton, inp))
+            fwd = settled_ms(lambda inp=inp: call(selective_scan_triton, inp))
         fb_fn = fwd_bwd_fn(inp)
         mem_fb = peak_extra_gib(fb_fn)
         fb = bench_ms(fb_fn, rep=50)
@@ -671,11 +678,14 @@ def sass_bwd(args):
     compiled = set()
     for name, (bc_dot, f32, poly, _, tile, dot_cols, lanes, stages, shuffle, atomic) in \
             sst.THREAD_BWD_VARIANTS.items():
+        if args.only and name not in args.only.split(","):
+            continue
         tile = tile or 2
         if shuffle and lanes == 1:  # var B/C, 16 states, 32 channels: the butterfly fits
             bc_dot = 4 if atomic else 3
-        if (bc_dot, f32, poly, tile, dot_cols, lanes, stages) not in compiled:  # segments do not change the kernel
-            compiled.add((bc_dot, f32, poly, tile, dot_cols, lanes, stages))
+        key = (bc_dot, f32, poly, tile, dot_cols, lanes, stages)
+        if key not in compiled:  # segments do not change the kernel
+            compiled.add(key)
             # a thread walks `tile` steps of 1/lanes of a channel: tile/lanes channel-steps
             kernels.append((name, sttb._thread_bwd_kernel, dict(thread, BC_DOT=bc_dot, POLY=poly, T=tile, TM=tile,
                                                                DOT_COLS=dot_cols, BLOCK_D=32 // lanes, S=lanes,

@@ -4,7 +4,10 @@ Nsight Compute's stall reasons of the default forward at (8, 2048, 2048, 16) bf1
 
     ncu --kernel-name regex:seg_fwd --launch-skip 2 --launch-count 1 --section SchedulerStats \\
         --metrics 'regex:smsp__average_warps_issue_stalled_.*_per_issue_active\\.ratio' \\
-        python3 benchmarks/scan_profile.py [--impl NAME] [--backward]
+        python3 benchmarks/scan_profile.py [--impl NAME] [--backward] [--upstream SDIST]
+
+``device_suite.sh kernel-ncu-bwd`` profiles the backward kernels of ours and of mamba_ssm this way (memory and
+issue metrics).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 import torch
 
@@ -26,11 +30,19 @@ def main():
     p.add_argument("--impl", default="auto", help="selective_scan_triton's _impl")
     p.add_argument("--shape", default="8,2048,2048,16", help="batch,L,dim,N")
     p.add_argument("--backward", action="store_true", help="forward + backward (default: forward under no_grad)")
+    p.add_argument("--chunk", type=int, help="steps per saved state (_chunk; default: the kernels' own)")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--upstream", type=Path, metavar="SDIST",
+                   help="run mamba_ssm's CUDA kernels instead (upstream_scan.py builds or reuses them from SDIST)")
     args = p.parse_args()
     batch, seqlen, dim, dstate = (int(x) for x in args.shape.split(","))
     inp = make_inputs(batch, dim, seqlen, dstate, torch.bfloat16, requires_grad=args.backward)
-    fn = lambda *a, **k: selective_scan_triton(*a, _impl=args.impl, **k)  # noqa: E731
+    if args.upstream:
+        from upstream_scan import build, upstream_fn
+
+        fn = upstream_fn(build(args.upstream, Path("/tmp/selective_scan_cuda_build")))
+    else:
+        fn = lambda *a, **k: selective_scan_triton(*a, _impl=args.impl, _chunk=args.chunk, **k)  # noqa: E731
     run = fwd_bwd_fn(inp, fn) if args.backward else lambda: call(fn, inp)
     with torch.set_grad_enabled(args.backward):
         for _ in range(args.repeats):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from typing import NamedTuple
 
 import torch
@@ -561,7 +562,14 @@ class ThreadBwdVariant(NamedTuple):
 
 
 # Variants of the thread backward, each paired with the default forward as _impl "bwd_<name>"; "auto" uses
-# thread_shfl_g32_stages3 since run 11 (H100, bf16, fwd+bwd with 32-step chunks, `scan.py --ab --fb`:
+# thread_shfl_g32_atomic_stages3 since run 12 (H100, bf16, fwd+bwd with 32-step chunks, `scan.py --ab --fb`, min of
+# 7 rounds: (8, 2048, 2048, 16) 2.358 ms against 2.710 for thread_shfl_g32_stages3, (8, 2048, 8192, 16) 10.27 /
+# 12.45, (1, 65536, 2048, 16) 12.65 / 14.87, (64, 1024, 1536, 16) 7.99 / 9.62): the butterfly's sums go straight
+# into dB/dC by relaxed fp32 atomics, where the stored form writes per-program partials (1 GiB at (8, 2048, 8192)),
+# then reads them back to sum them in torch. Under torch.use_deterministic_algorithms the stored form runs instead
+# (``_backward``). Capping the registers (ptxas maxnreg) for more warps per SM is slower: 200 registers (176 B of
+# spills) 3.10 ms, 168 (200 B, and exponentials recomputed) 3.23 ms at (8, 2048, 2048, 16) against 2.71 uncapped.
+# Before, thread_shfl_g32_stages3 (run 11, H100, bf16, fwd+bwd with 32-step chunks, `scan.py --ab --fb`:
 # (8, 2048, 2048, 16) 2.72 ms against 3.11 for thread_dot_stages3 at 64, (8, 2048, 8192, 16) 12.48 / 13.93,
 # (1, 65536, 2048, 16) 14.85 / 16.36, (64, 1024, 1536, 16) 9.53 / 10.67; thread_shfl_stages3, its channel sums
 # in one group of 16 states (255 registers against 244), 2.81 / 13.08 / 15.46 / 10.03): the shuffle butterfly
@@ -613,7 +621,8 @@ IMPLS = ("auto", "thread", "thread_scan", "seq", "scan", *THREAD_VARIANTS,
 # H100 2026-11-26: `scan.py --ab` / `--variants` for the forward (see above; before: thread_split2_poly1_stages3
 # 0.342 ms in `--bench`, _pf 0.468, thread_split2_poly1 0.636, "thread" 0.935); `--bwd-variants` / `--bwd-sweep` for
 # the backward). Thread kernels (N states per lane) fall back to "seq" forward and "scan" backward for N > 16.
-KERNEL_PAIRS = {"auto": ("thread_split2_stages3_seg", "thread_shfl_g32_stages3"), "thread": ("thread", "thread"),
+KERNEL_PAIRS = {"auto": ("thread_split2_stages3_seg", "thread_shfl_g32_atomic_stages3"),
+                "thread": ("thread", "thread"),
                 "thread_scan": ("thread", "scan"), "seq": ("seq", "seq"), "scan": ("scan", "scan"),
                 **{name: (name, "scan") for name in THREAD_VARIANTS}}
 KERNEL_PAIRS.update({f"bwd_{name}": (KERNEL_PAIRS["auto"][0], name) for name in THREAD_BWD_VARIANTS})
@@ -859,6 +868,22 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, impl="seq", bl
     return out, states, chunk
 
 
+def _alert_atomic_adds(impl):
+    """Under ``torch.use_deterministic_algorithms(True)``, a backward whose variable dB/dC are summed by atomic
+    adds (their order, so the last bits, varies run to run) raises, or warns with ``warn_only=True``, as torch's own
+    nondeterministic kernels do. The default thread backward stores per-program sums instead in that mode, so this
+    concerns N > 16 (the scan backward) and the opt-in kernels that always use atomics."""
+    if not torch.are_deterministic_algorithms_enabled():
+        return
+    msg = (f"the Triton selective scan's '{impl}' backward adds variable dB/dC with atomics, which is "
+           "nondeterministic, and torch.use_deterministic_algorithms(True) is set; use at most 16 states (the "
+           "default backward is then deterministic), backend='reference', or warn_only=True")
+    if torch.is_deterministic_algorithms_warn_only_enabled():
+        warnings.warn(msg, stacklevel=3)
+    else:
+        raise RuntimeError(msg)
+
+
 def _backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states, chunk, impl="seq", block_d=None,
               num_warps=None, tile=None):
     """Gradients for (u, delta, A, B, C, D, z, delta_bias) from the saved chunk-end states."""
@@ -884,11 +909,13 @@ def _backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
                 lanes = 1
         num_warps = num_warps or (picked_warps if lanes == 1 else max(1, block_d * lanes // 32))
         if bc_dot and shuffle and lanes == 1 and block_d == 32 and num_warps == 1 and b_var and c_var and np2 == 16:
-            bc_dot = 4 if atomic else 3
+            bc_dot = 4 if atomic and not torch.are_deterministic_algorithms_enabled() else 3
             dot_cols = dot_cols if dot_cols % 32 == 0 else 0  # 32 values per lane per butterfly
     else:
         block_d, _, num_warps = _pick_config(impl, batch, dim, seqlen, np2, dim // n_groups, u.device, block_d,
                                              chunk, num_warps, backward=True)
+    if (b_var or c_var) and (impl != "thread" or bc_dot in (0, 4)):
+        _alert_atomic_adds(impl)
     dev, f32 = u.device, torch.float32
     if impl == "thread":  # sequence segments of the thread backward: whole chunks each
         chunks_per_seg, n_seg = _whole_chunk_segments(n_chunks, n_seg)
@@ -1015,7 +1042,8 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     ``selective_scan_triton_thread_bwd``), "thread_scan" (thread forward, scan backward), "seq" (step-by-step
     recurrence), "scan" (``tl.associative_scan`` over chunks), "auto" (the fastest pair measured: the
     "thread_split2_stages3_seg" forward variant, which splits thin inputs into sequence segments, with the
-    "thread_shfl_g32_stages3" backward; N > 16: "seq" forward, "scan" backward) or one of the other thread-forward
+    "thread_shfl_g32_atomic_stages3" backward, deterministic "thread_shfl_g32_stages3" under
+    ``torch.use_deterministic_algorithms``; N > 16: "seq" forward, "scan" backward) or one of the other thread-forward
     variants in ``THREAD_VARIANTS`` (``selective_scan_triton_lanes``: lane split, software exponentials, fp32 B/C,
     pipelined loads, segments), or "bwd_<name>": the default forward with a thread-backward
     variant of ``THREAD_BWD_VARIANTS``. The environment variable ``MAMBA_CORE_SCAN_IMPL`` replaces "auto", e.g.

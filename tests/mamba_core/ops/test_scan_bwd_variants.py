@@ -84,7 +84,7 @@ def test_bwd_variants_are_registered_with_the_default_forward():
     for name in THREAD_BWD_VARIANTS:
         assert KERNEL_PAIRS[f"bwd_{name}"] == (KERNEL_PAIRS["auto"][0], name)
         assert f"bwd_{name}" in sst.IMPLS
-    assert KERNEL_PAIRS["auto"] == ("thread_split2_stages3_seg", "thread_shfl_g32_stages3")
+    assert KERNEL_PAIRS["auto"] == ("thread_split2_stages3_seg", "thread_shfl_g32_atomic_stages3")
 
 
 @pytest.mark.parametrize("batch,dim,seqlen,n_seg", [
@@ -130,3 +130,52 @@ def test_split2_falls_back_to_one_lane_for_small_groups(monkeypatch):
     for grad, ref in zip(grads, ref_grads, strict=True):
         torch.testing.assert_close(grad, ref, rtol=1e-4, atol=1e-4)
     assert [(k["S"], k["BLOCK_D"], k["BC_DOT"]) for k in bwd_spy.launches] == [(1, 8, False)]
+
+
+@pytest.fixture
+def deterministic():
+    """torch.use_deterministic_algorithms(True) for one test (``deterministic(warn_only=...)``), restored after."""
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+
+    def enable(warn_only=False):
+        torch.use_deterministic_algorithms(True, warn_only=warn_only)
+
+    yield enable
+    torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+
+
+def _grads_against_reference(inp, **kw):
+    args = [inp[k] for k in ARG_NAMES]
+    grads = torch.autograd.grad(selective_scan_triton(*args, delta_softplus=True, **kw).sum(), args)
+    ref_args = [a.detach().requires_grad_() for a in args]
+    ref_grads = torch.autograd.grad(selective_scan_ref(*ref_args, delta_softplus=True).sum(), ref_args)
+    for grad, ref in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(grad, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_deterministic_mode_runs_the_stored_channel_sums(monkeypatch, deterministic):
+    """The default backward adds dB/dC with atomics (BC_DOT 4); under torch.use_deterministic_algorithms it stores
+    per-program sums (BC_DOT 3) that torch adds in a fixed order."""
+    bwd_spy = LaunchSpy(sst._thread_bwd_kernel)
+    monkeypatch.setattr(sst, "_thread_bwd_kernel", bwd_spy)
+    inp = make_inputs(1, 32, 37, 16, "var", "var")
+    _grads_against_reference(inp, _chunk=CHUNK)
+    deterministic()
+    _grads_against_reference(inp, _chunk=CHUNK)
+    assert [k["BC_DOT"] for k in bwd_spy.launches] == [4, 3]
+
+
+def test_deterministic_mode_refuses_atomic_backwards(deterministic):
+    """N > 16 runs the scan backward, whose variable dB/dC are atomic adds: refused like torch's nondeterministic
+    ops, or a warning with warn_only; fixed B/C need no atomics."""
+    inp = make_inputs(1, 4, 19, 17, "var", "var")
+    args = [inp[k] for k in ARG_NAMES]
+    deterministic()
+    out = selective_scan_triton(*args, delta_softplus=True)
+    with pytest.raises(RuntimeError, match="'scan' backward adds variable dB/dC with atomics.*deterministic"):
+        torch.autograd.grad(out.sum(), args)
+    deterministic(warn_only=True)
+    with pytest.warns(UserWarning, match="nondeterministic"):
+        _grads_against_reference(inp)
+    deterministic()
+    _grads_against_reference(make_inputs(1, 4, 19, 17, "fixed", "fixed"))
