@@ -525,7 +525,8 @@ class ThreadFwdVariant(NamedTuple):
 # (`scan.py --ab`, round-robin; run 10 in benchmarks/README.md) at 8-step tiles: thread_split2_stages3_seg 0.318 ms,
 # thread_split2_poly1_stages3(_seg) 0.325, poly2 0.332, 4 lanes per channel 0.384, 2 channels per lane (one warp per
 # SM scheduler) 0.409; with the accurate softplus/SiLU (MAMBA_CORE_SCAN_EXACT_MATH=1) 0.330 / 0.339; then 16-step tiles
-# (PIPELINED_TILE) 0.290. On thin inputs the segmented form beats the "thread" fallback: (1, 65536, 2048, 16) 1.88
+# (PIPELINED_TILE) 0.290; pipeline depth (run 12, same harness): 4 stages 0.290 (1.688 ms at (1, 65536, 2048, 16)
+# against 1.679), 2 stages 0.308 (1.772). On thin inputs the segmented form beats the "thread" fallback: (1, 65536, 2048, 16) 1.88
 # against 2.65 ms, (1, 1048576, 256, 16) 4.4 against 5.7 (H200).
 THREAD_VARIANTS = {name: ThreadFwdVariant(*v) for name, v in {
     "thread_lanes1_bf16bc": (1, 0, False), "thread_lanes1": (1, 0, True),
