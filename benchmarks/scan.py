@@ -26,6 +26,8 @@
           (min / median), at (8, 2048, 2048, 16) and (1, 65536, 2048, 16) bf16: for comparing kernels on one GPU
           whose speed drifts; name@T/C: with T-step tiles and a state saved every C steps. With --fb:
           forward+backward ms (e.g. --only bwd_<backward variant>) at four shapes.
+--overhead  host time per call (Python and launches) of forward and fwd+bwd at a toy shape and at (8, 2048, 2048,
+          16), and the forward's top functions under cProfile.
 --rows I,J  --bench times only these rows of its table (0-based), e.g. --rows 3,4 for the two longest to run.
 --shard I/N  --check and --bwd-sweep run only rows I, I+N, ... (kernel-check in device_suite.sh runs 6 side by side).
 """
@@ -204,9 +206,9 @@ def bench_ms(fn, rep=100):
 
 
 def settled_ms(fn, rep=100):
-    """The lower of two ``bench_ms``: a process's first timing of the forward at (8, 2048, 2048, 16) read 0.44-0.50
-    ms where every later one reads 0.29 (H100 runs 11 and 12, also with a 100 ms warm-up), so a one-shot table
-    times it twice."""
+    """The lower of two ``bench_ms``. At (8, 2048, 2048, 16) the forward's GPU time (~0.29 ms) is below its host time
+    per call (0.3-0.45 ms: Python, checks, the B/C re-layout copies and the Triton launch; ``--overhead``, H100 run
+    12), so back-to-back timings are host-bound whenever the CPU runs slow: one-shot timings read 0.29-0.50 ms."""
     return min(bench_ms(fn, rep), bench_ms(fn, rep))
 
 
@@ -719,10 +721,42 @@ def sass_bwd(args):
                   + f" | {sum(ops.values()) / steps:.1f} |", flush=True)
 
 
+def overhead(args):
+    """Host time per call: forward (no grad) and fwd+bwd at a toy shape, where the GPU work is a few microseconds
+    and a timing measures the Python and launch path, and at (8, 2048, 2048, 16): do_bench ms, and the host's
+    enqueue time per call (perf_counter over 200 calls, synchronized only at the end), then the forward's top
+    functions under cProfile at the toy shape (interpreter smoke run: the toy shape, 2 calls)."""
+    import cProfile
+    import pstats
+
+    print("| (batch, L, dim, N) | what | do_bench ms | host ms per call (calls in a row, one sync) |")
+    print("|---|---|---|---|")
+    calls = 2 if SMOKE else 200
+    for batch, seqlen, dim, dstate in ((1, 64, 32, 16),) + (() if SMOKE else ((8, 2048, 2048, 16),)):
+        inp = make_inputs(batch, dim, seqlen, dstate, torch.bfloat16)
+        fb = fwd_bwd_fn(inp)
+        for what, fn in (("fwd", lambda inp=inp: call(selective_scan_triton, inp)), ("fwd+bwd", fb)):
+            with torch.set_grad_enabled(what != "fwd"):
+                ms = settled_ms(fn, rep=50)
+                sync()
+                t0 = time.perf_counter()
+                for _ in range(calls):
+                    fn()
+                host = (time.perf_counter() - t0) / calls * 1e3
+                sync()
+            print(f"| ({batch}, {seqlen}, {dim}, {dstate}) | {what} | {ms:.3f} | {host:.3f} |", flush=True)
+        if seqlen == 64:
+            prof = cProfile.Profile()
+            with torch.no_grad():
+                prof.runcall(lambda inp=inp: [call(selective_scan_triton, inp) for _ in range(calls)])
+            pstats.Stats(prof).sort_stats("cumulative").print_stats(18)
+        del inp, fb
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     for flag in ("check", "segments", "bench", "decode", "quick", "variants", "sass", "sass-bwd",
-                 "bwd-variants", "bwd-sweep", "ab"):
+                 "bwd-variants", "bwd-sweep", "ab", "overhead"):
         p.add_argument(f"--{flag}", action="store_true")
     p.add_argument("--only", default="", metavar="NAMES",
                    help="--sass, --variants: only these THREAD_VARIANTS; --bwd-variants: only these "
@@ -747,7 +781,7 @@ def main():
     failures = 0
     for flag, fn in (("quick", quick), ("check", check), ("segments", segments), ("bench", bench),
                      ("decode", decode), ("variants", variants), ("sass", sass), ("sass_bwd", sass_bwd),
-                     ("bwd_variants", bwd_variants), ("bwd_sweep", bwd_sweep), ("ab", ab)):
+                     ("bwd_variants", bwd_variants), ("bwd_sweep", bwd_sweep), ("ab", ab), ("overhead", overhead)):
         if getattr(args, flag):
             t0 = time.time()
             try:

@@ -526,8 +526,8 @@ class ThreadFwdVariant(NamedTuple):
 # thread_split2_poly1_stages3(_seg) 0.325, poly2 0.332, 4 lanes per channel 0.384, 2 channels per lane (one warp per
 # SM scheduler) 0.409; with the accurate softplus/SiLU (MAMBA_CORE_SCAN_EXACT_MATH=1) 0.330 / 0.339; then 16-step tiles
 # (PIPELINED_TILE) 0.290; pipeline depth (run 12, same harness): 4 stages 0.290 (1.688 ms at (1, 65536, 2048, 16)
-# against 1.679), 2 stages 0.308 (1.772). On thin inputs the segmented form beats the "thread" fallback: (1, 65536, 2048, 16) 1.88
-# against 2.65 ms, (1, 1048576, 256, 16) 4.4 against 5.7 (H200).
+# against 1.679), 2 stages 0.308 (1.772). On thin inputs the segmented form beats the "thread" fallback:
+# (1, 65536, 2048, 16) 1.88 against 2.65 ms, (1, 1048576, 256, 16) 4.4 against 5.7 (H200).
 THREAD_VARIANTS = {name: ThreadFwdVariant(*v) for name, v in {
     "thread_lanes1_bf16bc": (1, 0, False), "thread_lanes1": (1, 0, True),
     "thread_poly1": (1, 1, True), "thread_poly4": (1, 4, True),
@@ -735,16 +735,23 @@ def _bc_strides(t, var):
     return t.stride(0), 0, t.stride(1), 0
 
 
-def _state_tiles(t, var, np2, tile):
-    """Variable B or C (batch, G, N, L) re-laid as (batch, G, ceil(L/T), NP, T) in its dtype, zero-padded in N and
-    L: the thread forward reads a time tile of all NP rows from one base address. Fixed (dim, N) passes through."""
+def _state_tiles(t, var, np2, tile, fp32=False):
+    """Variable B or C (batch, G, N, L) re-laid as (batch, G, ceil(L/T), NP, T) in its dtype (fp32 with ``fp32``),
+    zero-padded in N and L: the thread kernels read a time tile of all NP rows from one base address. Fixed (dim, N)
+    passes through. One copy kernel (two with a partial last tile), converting as it copies, and a memset only where
+    there is padding: this runs on every forward and backward call, whose host time is a few such launches."""
     if not var:
         return t
     batch, groups, dstate, seqlen = t.shape
-    n_tiles = triton.cdiv(seqlen, tile)
-    tiles = torch.zeros(batch, groups, n_tiles, np2, tile, device=t.device, dtype=t.dtype)
-    padded = torch.nn.functional.pad(t, (0, n_tiles * tile - seqlen))
-    tiles[:, :, :, :dstate] = padded.unflatten(3, (n_tiles, tile)).transpose(2, 3)
+    full, rest = divmod(seqlen, tile)
+    shape = (batch, groups, full + (rest > 0), np2, tile)
+    dtype = torch.float32 if fp32 else t.dtype
+    padded = rest > 0 or dstate < np2
+    tiles = (torch.zeros if padded else torch.empty)(shape, device=t.device, dtype=dtype)
+    if full:
+        tiles[:, :, :full, :dstate].copy_(t[..., :full * tile].unflatten(3, (full, tile)).transpose(2, 3))
+    if rest:
+        tiles[:, :, full, :dstate, :rest].copy_(t[..., full * tile:])
     return tiles
 
 
@@ -791,9 +798,7 @@ def _thread_variant_forward(impl, u, delta, A, B, C, D, z, delta_bias, delta_sof
     out = torch.empty_like(u, memory_format=torch.contiguous_format)
     states = torch.empty(batch, dim, n_chunks, np2, device=u.device, dtype=torch.float32)
     zz = z if z is not None else u
-    if fp32_bc:
-        Bg, Cg = (Bg.float() if b_var else Bg), (Cg.float() if c_var else Cg)
-    Bt, Ct = _state_tiles(Bg, b_var, np2, tile), _state_tiles(Cg, c_var, np2, tile)
+    Bt, Ct = _state_tiles(Bg, b_var, np2, tile, fp32_bc), _state_tiles(Cg, c_var, np2, tile, fp32_bc)
     args = (u, delta, A, Bt, Ct, D if D is not None else A, zz, delta_bias if delta_bias is not None else A, out,
             states)
     strides = (*u.stride(), *delta.stride(), *zz.stride(), *out.stride(), *_tile_strides(Bt, b_var),
@@ -947,9 +952,7 @@ def _backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
               dout)
     grads = (du, ddelta, dz, dA, dB, dC, dD, dbias)
     if impl == "thread":
-        if fp32_bc:
-            Bg, Cg = (Bg.float() if b_var else Bg), (Cg.float() if c_var else Cg)
-        Bt, Ct = _state_tiles(Bg, b_var, np2, tile), _state_tiles(Cg, c_var, np2, tile)
+        Bt, Ct = _state_tiles(Bg, b_var, np2, tile, fp32_bc), _state_tiles(Cg, c_var, np2, tile, fp32_bc)
         scratch = torch.empty(grid[0] * grid[1] * n_seg * (chunk // tile + tile) * np2 * block_d, device=dev,
                               dtype=f32)
         strides = (*u.stride(), *delta.stride(), *zz.stride(), *_tile_strides(Bt, b_var), *_tile_strides(Ct, c_var),
