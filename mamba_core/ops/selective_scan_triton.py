@@ -878,7 +878,8 @@ def _alert_atomic_adds(impl):
     """Under ``torch.use_deterministic_algorithms(True)``, a backward whose variable dB/dC are summed by atomic
     adds (their order, so the last bits, varies run to run) raises, or warns with ``warn_only=True``, as torch's own
     nondeterministic kernels do. The default thread backward stores per-program sums instead in that mode, so this
-    concerns N > 16 (the scan backward) and the opt-in kernels that always use atomics."""
+    concerns N > 16 (the scan backward), programs of fewer than 16 channels (B/C groups that small), whose sums
+    are atomics, and the opt-in kernels that always use atomics."""
     if not torch.are_deterministic_algorithms_enabled():
         return
     msg = (f"the Triton selective scan's '{impl}' backward adds variable dB/dC with atomics, which is "
