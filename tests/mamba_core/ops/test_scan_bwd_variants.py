@@ -167,7 +167,8 @@ def test_deterministic_mode_runs_the_stored_channel_sums(monkeypatch, determinis
 
 def test_deterministic_mode_refuses_atomic_backwards(deterministic):
     """N > 16 runs the scan backward, whose variable dB/dC are atomic adds: refused like torch's nondeterministic
-    ops, or a warning with warn_only; fixed B/C need no atomics."""
+    ops, or a warning with warn_only; fixed B/C need no atomics; B/C groups of 8 channels make 8-channel programs,
+    too few for the stored sums, so the default backward adds atomically there and is refused too."""
     inp = make_inputs(1, 4, 19, 17, "var", "var")
     args = [inp[k] for k in ARG_NAMES]
     deterministic()
@@ -179,3 +180,7 @@ def test_deterministic_mode_refuses_atomic_backwards(deterministic):
         _grads_against_reference(inp)
     deterministic()
     _grads_against_reference(make_inputs(1, 4, 19, 17, "fixed", "fixed"))
+    small_groups = make_inputs(1, 32, 13, 4, "group", "group", groups=4)  # 8-channel programs: atomic sums
+    args = [small_groups[k] for k in ARG_NAMES]
+    with pytest.raises(RuntimeError, match="'thread' backward adds variable dB/dC with atomics"):
+        torch.autograd.grad(selective_scan_triton(*args, delta_softplus=True).sum(), args)
