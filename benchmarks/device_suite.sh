@@ -28,6 +28,7 @@ smsp__average_warps_issue_stalled_short_scoreboard_per_issue_active.ratio,\
 smsp__average_warps_issue_stalled_mio_throttle_per_issue_active.ratio,\
 smsp__average_warps_issue_stalled_lg_throttle_per_issue_active.ratio,\
 smsp__average_warps_issue_stalled_wait_per_issue_active.ratio
+upstream_sdist() { ls .upstream/mamba_ssm-*.tar.gz | head -1; }  # mamba_ssm's sdist, carried in .upstream/
 run() {  # run <seconds> <log> <command...>
   local limit=$1 log=$2; shift 2
   echo "### $(date +%T) [$limit s] $*" | tee -a "$OUT/$log"
@@ -72,7 +73,7 @@ for section in "$@"; do
       nvidia-smi -L
       run 300 kernel_bwd_variants.log python3 benchmarks/scan.py --bwd-variants ;;
     upstream)  # vs mamba_ssm's CUDA kernel: builds its bf16 kernels from the sdist in .upstream/ (~75 s), then the table
-      run 500 upstream.log python3 benchmarks/upstream_scan.py --source "$(ls .upstream/mamba_ssm-*.tar.gz | head -1)" ;;
+      run 500 upstream.log python3 benchmarks/upstream_scan.py --source "$(upstream_sdist)" ;;
     kernel-bwd-fb)  # fwd+bwd of "auto" against backward variants, round-robin (~3 min once compiled)
       run 400 kernel_bwd_fb.log python3 benchmarks/scan.py --ab --fb --only "${BWD_FB:-$BWD_FB_DEFAULT}" ;;
     kernel-bwd-warm)  # compile the kernel-bwd-fb variants side by side (one process each), for the shapes it times
@@ -87,7 +88,7 @@ for section in "$@"; do
     kernel-ncu-bwd)  # Nsight Compute: memory and issue metrics of our backward kernel and upstream's, 3 shapes
       for shape in 8,2048,2048,16 8,2048,8192,16 64,1024,1536,16; do
         for who in ours upstream; do
-          extra=(); [ $who = upstream ] && extra=(--upstream "$(ls .upstream/mamba_ssm-*.tar.gz | head -1)")
+          extra=(); [ $who = upstream ] && extra=(--upstream "$(upstream_sdist)")
           echo "## $shape $who" >> "$OUT/ncu_bwd.log"
           run 150 ncu_bwd.log ncu --kernel-name regex:'_thread_bwd_kernel|selective_scan_bwd' --launch-skip 1 \
             --launch-count 1 --metrics "$NCU_BWD_METRICS" python3 benchmarks/scan_profile.py --backward \

@@ -38,9 +38,9 @@ def main():
     batch, seqlen, dim, dstate = (int(x) for x in args.shape.split(","))
     inp = make_inputs(batch, dim, seqlen, dstate, torch.bfloat16, requires_grad=args.backward)
     if args.upstream:
-        from upstream_scan import build, upstream_fn
+        from upstream_scan import DEFAULT_BUILD_DIR, build, upstream_fn
 
-        fn = upstream_fn(build(args.upstream, Path("/tmp/selective_scan_cuda_build")))
+        fn = upstream_fn(build(args.upstream, DEFAULT_BUILD_DIR))
     else:
         fn = lambda *a, **k: selective_scan_triton(*a, _impl=args.impl, _chunk=args.chunk, **k)  # noqa: E731
     run = fwd_bwd_fn(inp, fn) if args.backward else lambda: call(fn, inp)

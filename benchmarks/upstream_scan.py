@@ -41,6 +41,10 @@ NVCC_FLAGS = ["-O3", "-std=c++17", "-U__CUDA_NO_HALF_OPERATORS__", "-U__CUDA_NO_
               "--expt-extended-lambda", "--use_fast_math"]
 
 
+# where the extension is built, and where a build carried to the device is unpacked to be reused
+DEFAULT_BUILD_DIR = Path("/tmp/selective_scan_cuda_build")
+
+
 def unbuilt_stubs() -> str:
     """C++ defining every UNBUILT instantiation as a function that raises (explicit specialisations)."""
     decl = "template<typename input_t, typename weight_t> void selective_scan_{}_cuda({} &, cudaStream_t);"
@@ -176,7 +180,7 @@ def compare(upstream, rows):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", type=Path, required=True, help="mamba_ssm sdist (.tar.gz) or its source tree")
-    parser.add_argument("--build-dir", type=Path, default=Path("/tmp/selective_scan_cuda_build"),
+    parser.add_argument("--build-dir", type=Path, default=DEFAULT_BUILD_DIR,
                         help="where the extension is built; one built there before is reused")
     parser.add_argument("--rows", default=",".join(str(i) for i in range(len(SHAPES))),
                         help="0-based rows of the table to time (default: all)")

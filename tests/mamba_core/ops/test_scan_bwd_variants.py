@@ -45,6 +45,16 @@ CASES = [
 TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 2e-2}  # max |error| / max |reference gradient|
 
 
+def _grads_against_reference(inp, **kw):
+    """Gradients of sum(selective_scan_triton(...)) with ``kw`` against the loop reference's, fp32 to 1e-4."""
+    args = [inp[k] for k in ARG_NAMES]
+    grads = torch.autograd.grad(selective_scan_triton(*args, delta_softplus=True, **kw).sum(), args)
+    ref_args = [a.detach().requires_grad_() for a in args]
+    ref_grads = torch.autograd.grad(selective_scan_ref(*ref_args, delta_softplus=True).sum(), ref_args)
+    for grad, ref in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(grad, ref, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("variant,dstate,b_form,c_form,dtype,groups,dim,seqlen", CASES)
 def test_bwd_variant_gradients_match_reference(monkeypatch, variant, dstate, b_form, c_form, dtype, groups, dim,
                                                seqlen):
@@ -105,14 +115,7 @@ def test_bwd_variant_falls_back_to_scan_backward_for_large_n(monkeypatch):
     """N > 16 does not fit the thread kernels: the pair runs the seq forward and the scan backward."""
     scan_spy = LaunchSpy(sst._scan_bwd_kernel)
     monkeypatch.setattr(sst, "_scan_bwd_kernel", scan_spy)
-    inp = make_inputs(1, 4, 19, 17, "var", "var")
-    args = [inp[k] for k in ARG_NAMES]
-    out = selective_scan_triton(*args, delta_softplus=True, _impl="bwd_thread_dot")
-    grads = torch.autograd.grad(out.sum(), args)
-    ref_args = [a.detach().requires_grad_() for a in args]
-    ref_grads = torch.autograd.grad(selective_scan_ref(*ref_args, delta_softplus=True).sum(), ref_args)
-    for grad, ref in zip(grads, ref_grads, strict=True):
-        torch.testing.assert_close(grad, ref, rtol=1e-4, atol=1e-4)
+    _grads_against_reference(make_inputs(1, 4, 19, 17, "var", "var"), _impl="bwd_thread_dot")
     assert len(scan_spy.launches) == 1
 
 
@@ -121,14 +124,8 @@ def test_split2_falls_back_to_one_lane_for_small_groups(monkeypatch):
     needs for variable B/C: it runs one lane per channel (with atomics), still correct."""
     bwd_spy = LaunchSpy(sst._thread_bwd_kernel)
     monkeypatch.setattr(sst, "_thread_bwd_kernel", bwd_spy)
-    inp = make_inputs(1, 32, 13, 4, "group", "group", groups=4)
-    args = [inp[k] for k in ARG_NAMES]
-    out = selective_scan_triton(*args, delta_softplus=True, _impl="bwd_thread_dot_split2", _chunk=CHUNK)
-    grads = torch.autograd.grad(out.sum(), args)
-    ref_args = [a.detach().requires_grad_() for a in args]
-    ref_grads = torch.autograd.grad(selective_scan_ref(*ref_args, delta_softplus=True).sum(), ref_args)
-    for grad, ref in zip(grads, ref_grads, strict=True):
-        torch.testing.assert_close(grad, ref, rtol=1e-4, atol=1e-4)
+    _grads_against_reference(make_inputs(1, 32, 13, 4, "group", "group", groups=4), _impl="bwd_thread_dot_split2",
+                             _chunk=CHUNK)
     assert [(k["S"], k["BLOCK_D"], k["BC_DOT"]) for k in bwd_spy.launches] == [(1, 8, False)]
 
 
@@ -142,15 +139,6 @@ def deterministic():
 
     yield enable
     torch.use_deterministic_algorithms(before[0], warn_only=before[1])
-
-
-def _grads_against_reference(inp, **kw):
-    args = [inp[k] for k in ARG_NAMES]
-    grads = torch.autograd.grad(selective_scan_triton(*args, delta_softplus=True, **kw).sum(), args)
-    ref_args = [a.detach().requires_grad_() for a in args]
-    ref_grads = torch.autograd.grad(selective_scan_ref(*ref_args, delta_softplus=True).sum(), ref_args)
-    for grad, ref in zip(grads, ref_grads, strict=True):
-        torch.testing.assert_close(grad, ref, rtol=1e-4, atol=1e-4)
 
 
 def test_deterministic_mode_runs_the_stored_channel_sums(monkeypatch, deterministic):
