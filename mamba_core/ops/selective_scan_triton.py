@@ -18,6 +18,7 @@ by one step (a cached load) and evaluates the second exponential.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import warnings
@@ -28,7 +29,7 @@ import triton
 import triton.language as tl
 
 from .checks import KERNEL_DTYPES, check_scan_inputs, check_triton_tensors, triton_interpreting
-from .selective_scan_triton_common import channel_bias_and_d, softplus_fp32
+from .selective_scan_triton_common import cdiv, channel_bias_and_d, next_power_of_2, softplus_fp32
 from .selective_scan_triton_lanes import (
     _thread_lanes_fwd_kernel,
     _thread_lanes_pf_fwd_kernel,
@@ -497,8 +498,14 @@ def _check_kernel_inputs(u, delta, A, B, C, D, z, delta_bias):
 
 def _num_sms(device: torch.device) -> int:
     if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).multi_processor_count
+        return _cuda_sms(device.index if device.index is not None else torch.cuda.current_device())
     return 1
+
+
+@functools.cache
+def _cuda_sms(index: int) -> int:
+    """SM count of a CUDA device (``get_device_properties`` costs ~15 us a call, twice per forward)."""
+    return torch.cuda.get_device_properties(index).multi_processor_count
 
 
 class ThreadFwdVariant(NamedTuple):
@@ -664,15 +671,15 @@ def _pick_thread_config(batch, dim, seqlen, group_size, device, block_d=None, ch
     if n_seg is None:
         n_seg = tuned[4]
     if n_seg is None:
-        programs, sms = batch * triton.cdiv(dim, block_d), _num_sms(device)
+        programs, sms = batch * cdiv(dim, block_d), _num_sms(device)
         if not backward:
-            n_seg = 1 if programs >= THREAD_MIN_PROGRAMS_PER_SM * sms else triton.cdiv(
+            n_seg = 1 if programs >= THREAD_MIN_PROGRAMS_PER_SM * sms else cdiv(
                 THREAD_SPLIT_PROGRAMS_PER_SM * sms, programs)
         elif programs >= THREAD_BWD_MIN_PROGRAMS_PER_SM * sms:
             n_seg = 1
         else:
-            n_seg = min(triton.cdiv(THREAD_BWD_WARPS_PER_SM * sms, programs),
-                        triton.cdiv(seqlen, chunk) // THREAD_BWD_MIN_SEG_CHUNKS)
+            n_seg = min(cdiv(THREAD_BWD_WARPS_PER_SM * sms, programs),
+                        cdiv(seqlen, chunk) // THREAD_BWD_MIN_SEG_CHUNKS)
     return block_d, chunk, num_warps, tile, max(1, n_seg)
 
 
@@ -696,7 +703,7 @@ def _pick_config(impl, batch, dim, seqlen, np2, group_size, device, block_d=None
         else:
             block_d = max(1, min(8, (512 if backward else 2048) // (np2 * chunk)))
         # one program walks the whole sequence: keep enough programs to fill the GPU when batch*dim is small
-        while block_d > 1 and batch * triton.cdiv(dim, block_d) < 4 * _num_sms(device):
+        while block_d > 1 and batch * cdiv(dim, block_d) < 4 * _num_sms(device):
             block_d //= 2
     if group_size < dim and group_size % block_d != 0:  # channels of a program share one group
         block_d = math.gcd(block_d, group_size & -group_size)
@@ -748,7 +755,9 @@ def _state_tiles(t, var, np2, tile, fp32=False):
     dtype = torch.float32 if fp32 else t.dtype
     padded = rest > 0 or dstate < np2
     tiles = (torch.zeros if padded else torch.empty)(shape, device=t.device, dtype=dtype)
-    if full:
+    if not padded:  # the common case, without the slicing views (each costs host time)
+        tiles.copy_(t.unflatten(3, (full, tile)).transpose(2, 3))
+    elif full:
         tiles[:, :, :full, :dstate].copy_(t[..., :full * tile].unflatten(3, (full, tile)).transpose(2, 3))
     if rest:
         tiles[:, :, full, :dstate, :rest].copy_(t[..., full * tile:])
@@ -767,8 +776,8 @@ def _contig_last(t):
 def _whole_chunk_segments(n_chunks, n_seg):
     """(chunks per segment, segment count) for about ``n_seg`` segments of whole chunks (so every chunk-end state
     is written by one program); at most one segment per chunk."""
-    chunks_per_seg = triton.cdiv(n_chunks, max(1, min(n_seg, n_chunks)))
-    return chunks_per_seg, triton.cdiv(n_chunks, chunks_per_seg)
+    chunks_per_seg = cdiv(n_chunks, max(1, min(n_seg, n_chunks)))
+    return chunks_per_seg, cdiv(n_chunks, chunks_per_seg)
 
 
 def _thread_variant_forward(impl, u, delta, A, B, C, D, z, delta_bias, delta_softplus, block_d=None, chunk=None,
@@ -777,7 +786,7 @@ def _thread_variant_forward(impl, u, delta, A, B, C, D, z, delta_bias, delta_sof
     caller then runs the "thread" forward)."""
     lanes, poly, fp32_bc, prefetch, stages, segments = THREAD_VARIANTS[impl]
     batch, dim, seqlen, dstate = u.shape[0], u.shape[1], u.shape[2], A.shape[1]
-    np2 = max(2, triton.next_power_of_2(dstate))
+    np2 = max(2, next_power_of_2(dstate))
     if dstate > MAX_THREAD_DSTATE or ((n_seg or 1) > 1 and not segments):
         return None
     lanes = min(lanes, np2)
@@ -787,11 +796,11 @@ def _thread_variant_forward(impl, u, delta, A, B, C, D, z, delta_bias, delta_sof
                                                      block_d or 32 // lanes, chunk, num_warps,
                                                      tile or (PIPELINED_TILE if stages else None), 1)
     num_warps = num_warps or max(1, block_d * lanes // 32)
-    dblocks = triton.cdiv(dim, block_d)
+    dblocks = cdiv(dim, block_d)
     thin = batch * dblocks * num_warps < THREAD_VARIANT_MIN_WARPS_PER_SM * _num_sms(u.device)
     if thin and n_seg is None and not segments:
         return None
-    n_chunks = triton.cdiv(seqlen, chunk)
+    n_chunks = cdiv(seqlen, chunk)
     if segments and (thin or n_seg is not None):  # the "thread" forward's segment count
         n_seg = _pick_thread_config(batch, dim, seqlen, dim // n_groups, u.device, chunk=chunk, tile=tile,
                                     n_seg=n_seg)[4]
@@ -810,8 +819,10 @@ def _thread_variant_forward(impl, u, delta, A, B, C, D, z, delta_bias, delta_sof
                  num_warps=num_warps)
     if stages or (n_seg or 1) > 1:  # the pipelined kernel, on one segment or several (whole chunks each)
         chunks_per_seg, n_seg = _whole_chunk_segments(n_chunks, n_seg or 1)
-        seg_h = torch.empty(batch, n_seg, dim, np2, device=u.device, dtype=torch.float32)
-        seg_dt = torch.empty(batch, n_seg, dim, device=u.device, dtype=torch.float32)
+        seg_h = seg_dt = states  # unused with one segment
+        if n_seg > 1:
+            seg_h = torch.empty(batch, n_seg, dim, np2, device=u.device, dtype=torch.float32)
+            seg_dt = torch.empty(batch, n_seg, dim, device=u.device, dtype=torch.float32)
         sizes = (dim, seqlen, n_chunks, chunks_per_seg, n_seg, dim // n_groups, dstate)
         for local, programs in ((True, n_seg - 1), (False, n_seg)):
             if programs:
@@ -834,7 +845,7 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, impl="seq", bl
             return result
         impl = "thread"
     batch, dim, seqlen, dstate = u.shape[0], u.shape[1], u.shape[2], A.shape[1]
-    np2 = max(2, triton.next_power_of_2(dstate))
+    np2 = max(2, next_power_of_2(dstate))
     Bg, b_var, Cg, c_var, n_groups = _grouped_bc(B, C)
     if impl == "thread":
         block_d, chunk, num_warps, tile, n_seg = _pick_thread_config(batch, dim, seqlen, dim // n_groups, u.device,
@@ -842,7 +853,7 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, impl="seq", bl
     else:
         block_d, chunk, num_warps = _pick_config(impl, batch, dim, seqlen, np2, dim // n_groups, u.device, block_d,
                                                  chunk, num_warps)
-    n_chunks = triton.cdiv(seqlen, chunk)
+    n_chunks = cdiv(seqlen, chunk)
     out = torch.empty_like(u, memory_format=torch.contiguous_format)
     states = torch.empty(batch, dim, n_chunks, np2, device=u.device, dtype=torch.float32)
     zz = z if z is not None else u
@@ -861,7 +872,7 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, impl="seq", bl
         seg_h = torch.empty(batch, n_seg, dim, np2, device=u.device, dtype=torch.float32)
         seg_dt = torch.empty(batch, n_seg, dim, device=u.device, dtype=torch.float32)
         sizes = (dim, seqlen, n_chunks, chunks_per_seg, n_seg, dim // n_groups, dstate)
-        dblocks = triton.cdiv(dim, block_d)
+        dblocks = cdiv(dim, block_d)
         if n_seg > 1:
             _thread_fwd_kernel[(batch, dblocks, n_seg - 1)](*args, seg_h, seg_dt, *sizes, *strides, LOCAL=True,
                                                             T=tile, **flags)
@@ -869,7 +880,7 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, impl="seq", bl
                                                     **flags)
         return out, states, chunk
     kernel = _seq_fwd_kernel if impl == "seq" else _scan_fwd_kernel
-    kernel[(batch, triton.cdiv(dim, block_d))](*args, dim, seqlen, n_chunks, dim // n_groups, dstate, *strides,
+    kernel[(batch, cdiv(dim, block_d))](*args, dim, seqlen, n_chunks, dim // n_groups, dstate, *strides,
                                                **flags)
     return out, states, chunk
 
@@ -940,7 +951,7 @@ def _backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
     dD = torch.empty(rows, dim, device=dev, dtype=f32) if D is not None else dA
     dbias = torch.empty(rows, dim, device=dev, dtype=f32) if delta_bias is not None else dA
     zz = z if z is not None else u
-    grid = (batch, triton.cdiv(dim, block_d))
+    grid = (batch, cdiv(dim, block_d))
     common = (
         dim, seqlen, n_chunks, dim // n_groups, dstate, n_groups,
         *u.stride(), *delta.stride(), *zz.stride(), *dout.stride(),
@@ -958,9 +969,10 @@ def _backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
                               dtype=f32)
         strides = (*u.stride(), *delta.stride(), *zz.stride(), *_tile_strides(Bt, b_var), *_tile_strides(Ct, c_var),
                    *A.stride())
-        seg_g = torch.empty(batch, n_seg, dim, np2, device=dev, dtype=f32)
-        seg_dt = torch.empty(batch, n_seg, dim, device=dev, dtype=f32)
+        seg_g = seg_dt = scratch  # unused with one segment
         if n_seg > 1:  # first pass: each later segment's own adjoint carry and delta sum
+            seg_g = torch.empty(batch, n_seg, dim, np2, device=dev, dtype=f32)
+            seg_dt = torch.empty(batch, n_seg, dim, device=dev, dtype=f32)
             _thread_bwd_carry_kernel[(batch, grid[1], n_seg - 1)](
                 u, delta, A, Bt, Ct, zz, inputs[7], dout, seg_g, seg_dt, dim, seqlen, n_chunks, chunks_per_seg,
                 n_seg, dim // n_groups, dstate, *strides, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,

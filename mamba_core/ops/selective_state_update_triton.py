@@ -13,6 +13,7 @@ import triton
 import triton.language as tl
 
 from .checks import check_state_update_inputs, check_triton_tensors
+from .selective_scan_triton_common import cdiv, next_power_of_2
 
 
 @triton.jit
@@ -70,13 +71,13 @@ def selective_state_update_triton(state, x, dt, A, B, C, D=None, z=None, dt_bias
     if Bg.shape[1] != Cg.shape[1]:
         raise ValueError(f"B has {Bg.shape[1]} groups and C has {Cg.shape[1]}; they must match")
     group_size = dim // Bg.shape[1]
-    np2 = max(2, triton.next_power_of_2(dstate))
+    np2 = max(2, next_power_of_2(dstate))
     block_d = _block_d or max(1, min(64, 2048 // np2))
-    while block_d > 4 and batch * triton.cdiv(dim, block_d) < 512:  # enough programs for small batches
+    while block_d > 4 and batch * cdiv(dim, block_d) < 512:  # enough programs for small batches
         block_d //= 2
     out = torch.empty(batch, dim, device=x.device, dtype=x.dtype)
     zz = z if z is not None else x
-    grid = (batch, triton.cdiv(dim, block_d))
+    grid = (batch, cdiv(dim, block_d))
     _state_update_kernel[grid](
         state, x, dt, A, Bg, Cg, D if D is not None else A, zz, dt_bias if dt_bias is not None else A, out,
         dim, dstate, group_size,
