@@ -60,7 +60,7 @@ def _arithmetic_only_fwd_kernel(x_ptr, out_ptr, n_tiles, GATES: tl.constexpr, PO
             dt = softplus_fp32(pre, True)
         else:
             dt = x
-        h, y = _lanes_steps(h, A2, Bfix, Cfix, tt, dt, dt * 0.5, (), (), False, False, NJ, POLY, T)
+        h, y = _lanes_steps(h, A2, Bfix, Cfix, dt, dt * 0.5, (), (), False, False, NJ, POLY, T)
         if GATES:
             y = silu_gate(y, pre.to(tl.bfloat16))
         acc += y

@@ -23,7 +23,7 @@ import triton
 import triton.language as tl
 
 from .selective_scan_triton_common import channel_bias_and_d, silu_gate, softplus_fp32
-from .selective_scan_triton_thread import _columns, _tile_inputs
+from .selective_scan_triton_thread import _columns, _join_columns, _tile_inputs
 
 
 @triton.jit
@@ -83,14 +83,38 @@ def _lanes_state_tiles(tile_ptr, zero_rows, lane, NJ: tl.constexpr, S: tl.conste
 
 
 @triton.jit
-def _lanes_steps(h, A2, Bfix, Cfix, tt, dt, dtu, Bt, Ct, B_VAR: tl.constexpr, C_VAR: tl.constexpr,
+def _lane_major_tile(cols, like, T: tl.constexpr, S: tl.constexpr):
+    """T per-step (BLOCK_D,) values, each the same on a channel's S lanes -> a (BLOCK_D, T) tile in which lane s
+    holds steps s*T/S .. (s+1)*T/S - 1 (``like``: a (BLOCK_D, S) tensor of the lanes' layout). That is the layout of
+    a vector store of the tile, so the D term, the SiLU gate and the store of y run once per step: a tile built with
+    a select per step stays in the per-step values' layout (steps strided over the lanes: scalar shared-memory
+    reads of u and z, 2-byte stores), and one joined from the columns holds every step on all S lanes (the gate's
+    exponential and division evaluated S times). Tiles shorter than S steps (the masked last steps) take the latter.
+    H100, bf16 (run 13, benchmarks/README.md): the default forward 0.268 -> 0.259 ms at (8, 2048, 2048, 16), 2-4% at
+    every benchmark shape, bitwise the same y."""
+    M: tl.constexpr = T // S
+    if M == 0:
+        tile = _join_columns(cols, T)
+    else:
+        lane = tl.broadcast_to(tl.arange(0, S)[None, :], like.shape)
+        picked = ()
+        for j in tl.static_range(M):
+            v = tl.broadcast_to(cols[j][:, None], like.shape)
+            for s in tl.static_range(1, S):
+                v = tl.where(lane == s, cols[s * M + j][:, None], v)
+            picked = picked + (v,)
+        tile = tl.reshape(_join_columns(picked, M), (like.shape[0], T))
+    return tile
+
+
+@triton.jit
+def _lanes_steps(h, A2, Bfix, Cfix, dt, dtu, Bt, Ct, B_VAR: tl.constexpr, C_VAR: tl.constexpr,
                  NJ: tl.constexpr, POLY: tl.constexpr, T: tl.constexpr):
     """The T unrolled steps of a tile: (state tuple after them, y before D and z as a (BLOCK_D, T) tile)."""
     dt_cols = _columns(dt, T)
     dtu_cols = _columns(dtu, T)
-    y = tl.zeros_like(dt)
+    y_cols = ()
     for k in tl.static_range(T):
-        sel = (tt == k)[None, :]
         dt_k = dt_cols[k][:, None]
         dtu_k = dtu_cols[k][:, None]
         y_even = tl.zeros_like(A2[0])  # two partial sums over the states: half the dependent chain
@@ -116,9 +140,8 @@ def _lanes_steps(h, A2, Bfix, Cfix, tt, dt, dtu, Bt, Ct, B_VAR: tl.constexpr, C_
             else:
                 y_odd += h_j * c_kj
         h = hn
-        y_lanes = y_even + y_odd
-        y = tl.where(sel, tl.sum(y_lanes, axis=1)[:, None], y)
-    return h, y
+        y_cols = y_cols + (tl.sum(y_even + y_odd, axis=1),)
+    return h, _lane_major_tile(y_cols, A2[0], T, A2[0].shape[1])
 
 
 @triton.jit
@@ -130,7 +153,7 @@ def _lanes_tile(h, A2, Bfix, Cfix, Dv, bias, t0, L, dmask, lane, u_row, dt_row, 
                 VEC: tl.constexpr):
     """``_thread_tile`` (without the LOCAL pass) on a state tuple of NJ (BLOCK_D, S) tensors; the first POLY
     entries take ``_exp2_fma``."""
-    tt, t, m2, u, _, dt = _tile_inputs(t0, L, dmask, u_row, dt_row, s_ul, s_dl, bias, HAS_BIAS, SOFTPLUS, MASK_T, T)
+    _, t, m2, u, _, dt = _tile_inputs(t0, L, dmask, u_row, dt_row, s_ul, s_dl, bias, HAS_BIAS, SOFTPLUS, MASK_T, T)
     dtu = dt * u
     zero_rows = tl.zeros_like(dmask.to(tl.int32))[:, None, None]
     tile_offs = (t0 // TM) * (NJ * S * TM)
@@ -142,7 +165,7 @@ def _lanes_tile(h, A2, Bfix, Cfix, Dv, bias, t0, L, dmask, lane, u_row, dt_row, 
         Bt = _lanes_state_tiles(B_tiles + tile_offs, zero_rows, lane, NJ, S, T, TM, VEC)
     if C_VAR:
         Ct = _lanes_state_tiles(C_tiles + tile_offs, zero_rows, lane, NJ, S, T, TM, VEC)
-    h, y = _lanes_steps(h, A2, Bfix, Cfix, tt, dt, dtu, Bt, Ct, B_VAR, C_VAR, NJ, POLY, T)
+    h, y = _lanes_steps(h, A2, Bfix, Cfix, dt, dtu, Bt, Ct, B_VAR, C_VAR, NJ, POLY, T)
     if HAS_D:
         y += Dv[:, None] * u
     if HAS_Z:
@@ -322,7 +345,7 @@ def _lanes_tile_math(h, A2, Bfix, Cfix, Dv, bias, t0, dmask, loads, o_row, s_ol,
     m2 = tl.broadcast_to(dmask[:, None], (dmask.shape[0], T))
     u = u.to(tl.float32)
     dt = _lanes_delta(dt_pre, bias, dmask, HAS_BIAS, SOFTPLUS)
-    h, y = _lanes_steps(h, A2, Bfix, Cfix, tt, dt, dt * u, Bt, Ct, B_VAR, C_VAR, NJ, POLY, T)
+    h, y = _lanes_steps(h, A2, Bfix, Cfix, dt, dt * u, Bt, Ct, B_VAR, C_VAR, NJ, POLY, T)
     if HAS_D:
         y += Dv[:, None] * u
     if HAS_Z:
@@ -419,8 +442,7 @@ def _lanes_local_tile(h, dtsum, A2, Bfix, Cfix, bias, loads, dmask,
     """The LOCAL pass of a full tile: (state tuple, per-channel sum of delta) advanced over it; no y."""
     u, dt_pre, _, Bt, Ct = loads
     dt = _lanes_delta(dt_pre, bias, dmask, HAS_BIAS, SOFTPLUS)
-    h, _ = _lanes_steps(h, A2, Bfix, Cfix, tl.arange(0, T), dt, dt * u.to(tl.float32), Bt, Ct, B_VAR, C_VAR, NJ,
-                        POLY, T)
+    h, _ = _lanes_steps(h, A2, Bfix, Cfix, dt, dt * u.to(tl.float32), Bt, Ct, B_VAR, C_VAR, NJ, POLY, T)
     return h, dtsum + tl.sum(dt, axis=1)
 
 

@@ -81,6 +81,29 @@ def _columns(x, T: tl.constexpr):
 
 
 @triton.jit
+def _join_columns(cols, T: tl.constexpr):
+    """Inverse of ``_columns``: T (R,) or (R, S) columns -> one (R, T) or (R, S, T) tile with the steps in registers
+    (even and odd steps joined recursively)."""
+    if T == 1:
+        if len(cols[0].shape) == 1:
+            x = tl.reshape(cols[0], (cols[0].shape[0], 1))
+        else:
+            x = tl.reshape(cols[0], (cols[0].shape[0], cols[0].shape[1], 1))
+    else:
+        even = ()
+        odd = ()
+        for k in tl.static_range(T // 2):
+            even = even + (cols[2 * k],)
+            odd = odd + (cols[2 * k + 1],)
+        x = tl.join(_join_columns(even, T // 2), _join_columns(odd, T // 2))
+        if len(cols[0].shape) == 1:
+            x = tl.reshape(x, (cols[0].shape[0], T))
+        else:
+            x = tl.reshape(x, (cols[0].shape[0], cols[0].shape[1], T))
+    return x
+
+
+@triton.jit
 def _state_tiles(tile_ptr, zero_cols, tt, NP: tl.constexpr, T: tl.constexpr, TM: tl.constexpr):
     """T steps of B or C as NP tuples of T (BLOCK_D,) columns, each the same in every lane (a broadcast).
 
