@@ -880,8 +880,7 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, impl="seq", bl
                                                     **flags)
         return out, states, chunk
     kernel = _seq_fwd_kernel if impl == "seq" else _scan_fwd_kernel
-    kernel[(batch, cdiv(dim, block_d))](*args, dim, seqlen, n_chunks, dim // n_groups, dstate, *strides,
-                                               **flags)
+    kernel[(batch, cdiv(dim, block_d))](*args, dim, seqlen, n_chunks, dim // n_groups, dstate, *strides, **flags)
     return out, states, chunk
 
 

@@ -12,14 +12,6 @@ from triton.language.extra import libdevice
 from .checks import triton_interpreting
 
 
-# The thread-per-channel kernels compute softplus(delta), and their forwards z * sigmoid(z), of half (bf16/fp16)
-# inputs with the SFU's approximate log2 and a fast division (MUFU.LG2 / MUFU.RCP): libdevice's accurate logf is ~12
-# FMA-pipe instructions, and in the pipelined forward's sm_90 hot loop the two took 853 -> 688 instructions per
-# 8-step tile (`benchmarks/scan.py --sass`; forward 0.339 -> 0.324 ms on the H100, run 10). Their error
-# (lg2.approx: ~1e-7 absolute; __fdividef: 2 ulp) is far below the 2^-8 relative resolution of the half inputs; fp32
-# inputs keep the accurate forms. MAMBA_CORE_SCAN_EXACT_MATH=1 (read at import) keeps them for every dtype; the
-# interpreter, which has neither intrinsic, always does. The thread backward's recompute uses the same softplus as the
-# forwards.
 def cdiv(a: int, b: int) -> int:
     """ceil(a / b) for launch sizes. ``triton.cdiv`` and ``triton.next_power_of_2`` are ConstexprFunctions whose
     every host call costs ~6 us (the forward made five: a tenth of its Python time)."""
@@ -31,6 +23,14 @@ def next_power_of_2(n: int) -> int:
     return 1 << max(0, n - 1).bit_length()
 
 
+# The thread-per-channel kernels compute softplus(delta), and their forwards z * sigmoid(z), of half (bf16/fp16)
+# inputs with the SFU's approximate log2 and a fast division (MUFU.LG2 / MUFU.RCP): libdevice's accurate logf is ~12
+# FMA-pipe instructions, and in the pipelined forward's sm_90 hot loop the two took 853 -> 688 instructions per
+# 8-step tile (`benchmarks/scan.py --sass`; forward 0.339 -> 0.324 ms on the H100, run 10). Their error
+# (lg2.approx: ~1e-7 absolute; __fdividef: 2 ulp) is far below the 2^-8 relative resolution of the half inputs; fp32
+# inputs keep the accurate forms. MAMBA_CORE_SCAN_EXACT_MATH=1 (read at import) keeps them for every dtype; the
+# interpreter, which has neither intrinsic, always does. The thread backward's recompute uses the same softplus as the
+# forwards.
 FAST_HALF_MATH = tl.constexpr(not triton_interpreting() and os.environ.get("MAMBA_CORE_SCAN_EXACT_MATH", "0") != "1")
 
 
