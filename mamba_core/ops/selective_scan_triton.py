@@ -780,6 +780,16 @@ def _whole_chunk_segments(n_chunks, n_seg):
     return chunks_per_seg, cdiv(n_chunks, chunks_per_seg)
 
 
+def _segment_buffers(batch, n_seg, dim, np2, placeholder):
+    """What the two passes of a segmented thread kernel exchange: per segment a (batch, n_seg, dim, NP) fp32 state
+    (forward: the local end state; backward: the adjoint carry) and a (batch, n_seg, dim) fp32 sum of delta. With one
+    segment the kernels never touch them, and ``placeholder`` (any fp32 tensor) stands in for both."""
+    if n_seg == 1:
+        return placeholder, placeholder
+    return (torch.empty(batch, n_seg, dim, np2, device=placeholder.device, dtype=torch.float32),
+            torch.empty(batch, n_seg, dim, device=placeholder.device, dtype=torch.float32))
+
+
 def _thread_variant_forward(impl, u, delta, A, B, C, D, z, delta_bias, delta_softplus, block_d=None, chunk=None,
                             num_warps=None, tile=None, n_seg=None):
     """Run a THREAD_VARIANTS forward: (out, states, chunk) as ``_forward``, or None where it does not apply (the
@@ -819,10 +829,7 @@ def _thread_variant_forward(impl, u, delta, A, B, C, D, z, delta_bias, delta_sof
                  num_warps=num_warps)
     if stages or (n_seg or 1) > 1:  # the pipelined kernel, on one segment or several (whole chunks each)
         chunks_per_seg, n_seg = _whole_chunk_segments(n_chunks, n_seg or 1)
-        seg_h = seg_dt = states  # unused with one segment
-        if n_seg > 1:
-            seg_h = torch.empty(batch, n_seg, dim, np2, device=u.device, dtype=torch.float32)
-            seg_dt = torch.empty(batch, n_seg, dim, device=u.device, dtype=torch.float32)
+        seg_h, seg_dt = _segment_buffers(batch, n_seg, dim, np2, states)
         sizes = (dim, seqlen, n_chunks, chunks_per_seg, n_seg, dim // n_groups, dstate)
         for local, programs in ((True, n_seg - 1), (False, n_seg)):
             if programs:
@@ -869,8 +876,7 @@ def _forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, impl="seq", bl
         args = args[:3] + (Bg, Cg) + args[5:]
         strides = strides[:12] + _tile_strides(Bg, b_var) + _tile_strides(Cg, c_var) + strides[20:]
         chunks_per_seg, n_seg = _whole_chunk_segments(n_chunks, n_seg)
-        seg_h = torch.empty(batch, n_seg, dim, np2, device=u.device, dtype=torch.float32)
-        seg_dt = torch.empty(batch, n_seg, dim, device=u.device, dtype=torch.float32)
+        seg_h, seg_dt = _segment_buffers(batch, n_seg, dim, np2, states)
         sizes = (dim, seqlen, n_chunks, chunks_per_seg, n_seg, dim // n_groups, dstate)
         dblocks = cdiv(dim, block_d)
         if n_seg > 1:
@@ -968,10 +974,8 @@ def _backward(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
                               dtype=f32)
         strides = (*u.stride(), *delta.stride(), *zz.stride(), *_tile_strides(Bt, b_var), *_tile_strides(Ct, c_var),
                    *A.stride())
-        seg_g = seg_dt = scratch  # unused with one segment
+        seg_g, seg_dt = _segment_buffers(batch, n_seg, dim, np2, scratch)
         if n_seg > 1:  # first pass: each later segment's own adjoint carry and delta sum
-            seg_g = torch.empty(batch, n_seg, dim, np2, device=dev, dtype=f32)
-            seg_dt = torch.empty(batch, n_seg, dim, device=dev, dtype=f32)
             _thread_bwd_carry_kernel[(batch, grid[1], n_seg - 1)](
                 u, delta, A, Bt, Ct, zz, inputs[7], dout, seg_g, seg_dt, dim, seqlen, n_chunks, chunks_per_seg,
                 n_seg, dim // n_groups, dstate, *strides, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,

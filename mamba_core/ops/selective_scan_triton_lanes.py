@@ -83,7 +83,7 @@ def _lanes_state_tiles(tile_ptr, zero_rows, lane, NJ: tl.constexpr, S: tl.conste
 
 
 @triton.jit
-def _lane_major_tile(cols, like, T: tl.constexpr, S: tl.constexpr):
+def _lane_major_tile(cols, like, T: tl.constexpr):
     """T per-step (BLOCK_D,) values, each the same on a channel's S lanes -> a (BLOCK_D, T) tile in which lane s
     holds steps s*T/S .. (s+1)*T/S - 1 (``like``: a (BLOCK_D, S) tensor of the lanes' layout). That is the layout of
     a vector store of the tile, so the D term, the SiLU gate and the store of y run once per step: a tile built with
@@ -92,6 +92,7 @@ def _lane_major_tile(cols, like, T: tl.constexpr, S: tl.constexpr):
     exponential and division evaluated S times). Tiles shorter than S steps (the masked last steps) take the latter.
     H100, bf16 (run 13, benchmarks/README.md): the default forward 0.268 -> 0.259 ms at (8, 2048, 2048, 16), 2-4% at
     every benchmark shape, bitwise the same y."""
+    S: tl.constexpr = like.shape[1]
     M: tl.constexpr = T // S
     if M == 0:
         tile = _join_columns(cols, T)
@@ -141,7 +142,7 @@ def _lanes_steps(h, A2, Bfix, Cfix, dt, dtu, Bt, Ct, B_VAR: tl.constexpr, C_VAR:
                 y_odd += h_j * c_kj
         h = hn
         y_cols = y_cols + (tl.sum(y_even + y_odd, axis=1),)
-    return h, _lane_major_tile(y_cols, A2[0], T, A2[0].shape[1])
+    return h, _lane_major_tile(y_cols, A2[0], T)
 
 
 @triton.jit

@@ -83,12 +83,14 @@ def _columns(x, T: tl.constexpr):
 @triton.jit
 def _join_columns(cols, T: tl.constexpr):
     """Inverse of ``_columns``: T (R,) or (R, S) columns -> one (R, T) or (R, S, T) tile with the steps in registers
-    (even and odd steps joined recursively)."""
+    (even and odd steps joined recursively, T a power of 2)."""
     if T == 1:
         if len(cols[0].shape) == 1:
             x = tl.reshape(cols[0], (cols[0].shape[0], 1))
         else:
             x = tl.reshape(cols[0], (cols[0].shape[0], cols[0].shape[1], 1))
+    elif T == 2:
+        x = tl.join(cols[0], cols[1])
     else:
         even = ()
         odd = ()

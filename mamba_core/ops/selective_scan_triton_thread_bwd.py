@@ -17,7 +17,15 @@ import triton.language as tl
 
 from .selective_scan_triton_common import channel_bias_and_d
 from .selective_scan_triton_lanes import _exp2_fma, _lanes_state_block, _lanes_state_params
-from .selective_scan_triton_thread import _columns, _per_step, _state_params, _state_tiles, _thread_tile, _tile_inputs
+from .selective_scan_triton_thread import (
+    _columns,
+    _join_columns,
+    _per_step,
+    _state_params,
+    _state_tiles,
+    _thread_tile,
+    _tile_inputs,
+)
 
 
 @triton.jit
@@ -28,21 +36,12 @@ def _sum_steps(x):
 
 @triton.jit
 def _from_columns(cols, T: tl.constexpr):
-    """Inverse of ``_columns``: T (R,) or (R, S) vectors -> a (R, T) or (R, S, T) tile, again by register
-    renaming."""
+    """``_join_columns`` (the inverse of ``_columns``), with (R, S) columns joined as flat (R*S,) vectors and the
+    (R*S, T) tile then reshaped to (R, S, T)."""
     if len(cols[0].shape) == 2:
-        x = tl.reshape(_from_columns(_flat(cols, T), T), (cols[0].shape[0], cols[0].shape[1], T))
-    elif T == 1:
-        x = tl.reshape(cols[0], (cols[0].shape[0], 1))
-    elif T == 2:
-        x = tl.join(cols[0], cols[1])
-    elif T == 4:
-        x = tl.reshape(tl.join(tl.join(cols[0], cols[2]), tl.join(cols[1], cols[3])), (cols[0].shape[0], 4))
+        x = tl.reshape(_join_columns(_flat(cols, T), T), (cols[0].shape[0], cols[0].shape[1], T))
     else:
-        tl.static_assert(T == 8, "the thread backward unrolls tiles of 1, 2, 4 or 8 steps")
-        e = tl.reshape(tl.join(tl.join(cols[0], cols[4]), tl.join(cols[2], cols[6])), (cols[0].shape[0], 4))
-        o = tl.reshape(tl.join(tl.join(cols[1], cols[5]), tl.join(cols[3], cols[7])), (cols[0].shape[0], 4))
-        x = tl.reshape(tl.join(e, o), (cols[0].shape[0], 8))
+        x = _join_columns(cols, T)
     return x
 
 
